@@ -1,0 +1,66 @@
+"""``aegis``: the entry point. Subcommands are imported only when invoked, so a
+hook call or ``--help`` does not pay for the whole package."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from aegis.errors import AegisError
+
+# command name -> "module:attribute"; each module holds one command or group.
+COMMANDS: dict[str, str] = {
+    "setup": "aegis.cli.setup_cmd:setup",
+    "init": "aegis.cli.init_cmd:init",
+    "policy": "aegis.cli.policy_cmd:policy",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="aegis-runtime", prog_name="aegis")
+def cli() -> None:
+    """Aegis: a zero-trust runtime for AI agents.
+
+    Runs agents under kernel-enforced Cedar policies (default-deny), observes every
+    file, process and network action per process, and records it all in a
+    tamper-evident audit ledger.
+
+    Start with `aegis setup`, then `aegis init NAME` or `aegis wrap -- CMD`.
+    """
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"aegis: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        result = cli.main(args=argv, prog_name="aegis", standalone_mode=False)
+    except AegisError as exc:
+        fail(str(exc).replace("\n", " "), exc.exit_code)
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.stderr.close()  # downstream closed the pipe (e.g. `| head`): not an error
+        sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,1 @@
+"""Running a command under enforcement: one module per platform mechanism."""

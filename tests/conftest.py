@@ -1,0 +1,64 @@
+"""Shared fixtures: every test gets its own Aegis home and runs the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def aegis_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh $AEGIS_HOME per test (kept out of the project directories tests use)."""
+    home = tmp_path_factory.mktemp("aegis-home")
+    monkeypatch.setenv("AEGIS_HOME", str(home))
+    return home
+
+
+def aegis_command() -> list[str]:
+    """The installed `aegis` when there is one beside this Python, else `python -m aegis`."""
+    exe = Path(sys.executable).with_name("aegis")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-m", "aegis"]
+
+
+@pytest.fixture
+def run_aegis():
+    """Run the aegis CLI as a real process; returns CompletedProcess (text)."""
+
+    def run(*args: str, input: str | None = None, check: bool = False, env: dict[str, str] | None = None,
+            cwd: str | Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        proc = subprocess.run([*aegis_command(), *args], input=input, capture_output=True, text=True,
+                              env=full_env, cwd=cwd, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"aegis {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str]) -> None:
+    """Bad input: non-zero exit, a single error line, no traceback."""
+    assert proc.returncode != 0, proc
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) >= 1, proc
+    assert "error" in lines[-1].lower(), proc.stderr
+
+
+@pytest.fixture
+def unprivileged() -> list[str]:
+    """Prefix that runs a command as nobody (uid/gid 65534), for unprivileged-path tests."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is required"
+    return [setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups"]
