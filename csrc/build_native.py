@@ -7,7 +7,8 @@ blocks into the cdef, so a declaration is written once, in its header.
 Used three ways:
   python csrc/build_native.py --emit-c OUT.c   (CMake, during ``pip install .``)
   python csrc/build_native.py                  (developers: build aegis/_native*.so in place)
-  python csrc/build_native.py --sanitize       (same, with AddressSanitizer + UBSan)
+  python csrc/build_native.py --sanitize       (same, with AddressSanitizer + UBSan, into build/asan/)
+  python csrc/build_native.py --out DIR        (a private build; load it with AEGIS_NATIVE_LIB=DIR/_native...so)
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def make_builder(sources: list[str] | None = None, extra_compile_args: list[str]
     return ffi
 
 
-def build_in_place(sanitize: bool) -> Path:
+def build_in_place(sanitize: bool, out: Path | None = None) -> Path:
     """Compile the extension and move it atomically into aegis/ (dev workflow)."""
     sources = [str(p) for p in sorted(CSRC.glob("*.c"))]
     flags = WARNINGS + ["-O1" if sanitize else "-O2", "-g", "-std=gnu11"]
@@ -66,11 +67,9 @@ def build_in_place(sanitize: bool) -> Path:
     if sanitize:
         flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
         link += ["-fsanitize=address,undefined"]
-    # The generated wrapper is cffi's code, not ours: -Werror applies to csrc/*.c
-    # through the per-file pragma in aegis_common.h, and to the wrapper only as warnings.
     ffi = make_builder(sources, flags, link)
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    target_dir = ROOT / ("build/asan" if sanitize else "aegis")
+    target_dir = out or ROOT / ("build/asan" if sanitize else "aegis")
     target_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aegis-native-") as tmp:
         built = Path(ffi.compile(tmpdir=tmp, verbose=False))
@@ -85,11 +84,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--emit-c", metavar="OUT", help="write the generated wrapper C file and exit")
     parser.add_argument("--sanitize", action="store_true", help="build with ASan+UBSan into build/asan/")
+    parser.add_argument("--out", type=Path, help="directory for the built module (load it with AEGIS_NATIVE_LIB)")
     args = parser.parse_args()
     if args.emit_c:
         make_builder().emit_c_code(args.emit_c)
         return
-    print(build_in_place(args.sanitize))
+    print(build_in_place(args.sanitize, args.out))
 
 
 if __name__ == "__main__":
