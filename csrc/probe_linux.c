@@ -119,11 +119,16 @@ int aegis_probe_userns(unsigned int uid, unsigned int gid)
 
 int aegis_probe_fanotify(void)
 {
+    /* Since 5.13 an unprivileged fanotify_init with FID reporting succeeds, but
+     * only inode marks are allowed then; the observer needs a filesystem mark,
+     * which is what needs CAP_SYS_ADMIN. So the probe places one. */
     int fd = fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME, O_RDONLY);
     if (fd < 0)
         return -errno;
+    int rc = fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_CREATE, AT_FDCWD, "/");
+    int err = errno;
     close(fd);
-    return 1;
+    return rc < 0 ? -err : 1;
 }
 
 int aegis_probe_cgroup2(const char *mountpoint)

@@ -61,4 +61,10 @@ def unprivileged() -> list[str]:
         pytest.skip("dropping privileges needs root")
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is required"
-    return [setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    prefix = [setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import aegis.native"], capture_output=True, text=True,
+                           cwd="/")
+    assert probe.returncode == 0, (
+        "uid 65534 cannot run this Python with aegis importable (grant o+x on the directories above the "
+        f"interpreter and the checkout, as .ci/run does): {probe.stderr.strip()[-300:]}")
+    return prefix
