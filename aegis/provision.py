@@ -15,6 +15,7 @@ from pathlib import Path
 from aegis import paths
 from aegis.config import Config, save_config, write_atomically
 from aegis.errors import AegisError
+from aegis.ledger import initialize_ledger
 from aegis.policy.engine import PolicyEngine
 from aegis.policy.templates import NETWORK_FRAGMENT, TEMPLATES, render_template
 
@@ -63,6 +64,7 @@ def create_config(directory: Path, name: str, template: str = "workspace-write",
                 if (directory / keep).exists():
                     os.replace(directory / keep, staging / keep)
             shutil.rmtree(directory)
+        initialize_ledger(config)
         os.replace(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -15,6 +15,15 @@ COMMANDS: dict[str, str] = {
     "setup": "aegis.cli.setup_cmd:setup",
     "init": "aegis.cli.init_cmd:init",
     "policy": "aegis.cli.policy_cmd:policy",
+    "audit": "aegis.cli.audit_cmd:audit",
+    "run": "aegis.cli.run_cmd:run",
+    "wrap": "aegis.cli.wrap_cmd:wrap",
+    "monitor": "aegis.cli.monitor_cmd:monitor",
+    "report": "aegis.cli.report_cmd:report",
+    "status": "aegis.cli.status_cmd:status",
+    "hook": "aegis.cli.hook_cmd:hook",
+    "integrate": "aegis.cli.integrate_cmd:integrate",
+    "mcp-proxy": "aegis.cli.mcp_cmd:mcp_proxy",
 }
 
 

@@ -1,0 +1,5 @@
+"""``python -m aegis.bench``."""
+
+from aegis.bench.cli import main
+
+main()

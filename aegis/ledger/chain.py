@@ -1,0 +1,41 @@
+"""Python face of csrc/sha_chain.c: the ledger's leaf and chain hashes, by batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aegis.native import ffi, lib
+
+HASH_LEN = 32
+GENESIS = bytes(HASH_LEN)  # the "previous hash" of the first entry
+
+
+def sha256(data: bytes) -> bytes:
+    out = ffi.new("unsigned char[32]")
+    lib.aegis_sha256(data, len(data), out)
+    return bytes(out)
+
+
+def chain_records(prev: bytes, records: Sequence[bytes], *, with_leaves: bool = False) -> tuple[bytes, bytes]:
+    """Chain hashes (and, if asked, leaf hashes) of ``records`` after ``prev``.
+
+    Returns ``(chain, leaves)``: 32 bytes per record, concatenated; ``leaves`` is
+    empty unless ``with_leaves``. One C call for the whole batch.
+    """
+    if len(prev) != HASH_LEN:
+        raise ValueError("previous hash must be 32 bytes")
+    n = len(records)
+    if n == 0:
+        return b"", b""
+    blob = b"".join(records)
+    lens = ffi.new("uint32_t[]", list(map(len, records)))
+    chain = ffi.new("unsigned char[]", n * HASH_LEN)
+    leaves = ffi.new("unsigned char[]", n * HASH_LEN) if with_leaves else ffi.NULL
+    if lib.aegis_sha_chain(prev, blob, len(blob), lens, n, chain, leaves) != 0:
+        raise ValueError("record lengths exceed the batch")
+    return ffi.buffer(chain)[:], (ffi.buffer(leaves)[:] if with_leaves else b"")
+
+
+def hash_accelerated() -> bool:
+    """True when the CPU's SHA instructions are in use."""
+    return bool(lib.aegis_sha256_accelerated())

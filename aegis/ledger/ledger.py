@@ -1,0 +1,247 @@
+"""The audit ledger: an append-only, hash-chained log of everything an agent did.
+
+Writers take ``BEGIN IMMEDIATE`` (SQLite's write lock), read the tip inside it and
+append a whole batch in one transaction, so any number of processes can append to
+one ledger without forking the chain, and a crash mid-batch leaves the previous
+commit intact.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from aegis.errors import AegisError
+from aegis.ledger import storage
+from aegis.ledger.canonical import FIELD_INDEX, encode_record, policy_hash
+from aegis.ledger.chain import GENESIS, HASH_LEN, chain_records
+from aegis.ledger.checkpoints import write_checkpoint
+from aegis.ledger.model import (
+    KIND_EVENT,
+    KIND_POLICY,
+    KIND_SESSION,
+    POLICY_SNAPSHOT,
+    SESSION_END,
+    SESSION_START,
+    Entry,
+    Event,
+    PolicyVersion,
+    Session,
+    VerifyResult,
+)
+from aegis.ledger.query import SELECT_ENTRIES, EntryFilter, entry_from_row, iter_entries
+from aegis.ledger.sessions import fold_sessions, owner_of, process_alive, process_token
+from aegis.ledger.signing import PRIVATE_KEY_FILE, VERIFIER_KEY_FILE, NoteSigner, NoteVerifier
+from aegis.ledger.storage import BOOKKEEPING
+from aegis.ledger.verify import verify_ledger
+
+DECISIONS = ("allow", "deny", "info")
+_INSERT = "INSERT INTO entries (seq, record, prev_hash, hash) VALUES (?, ?, ?, ?)"
+# Run at every open, so it must not scan the entries: both halves use the partial index.
+_OPEN_SESSIONS = (f"{SELECT_ENTRIES} INDEXED BY entries_bookkeeping WHERE {BOOKKEEPING} "
+                  f"AND action = '{SESSION_START}' AND session_id NOT IN (SELECT session_id FROM entries "
+                  f"INDEXED BY entries_bookkeeping WHERE {BOOKKEEPING} AND action = '{SESSION_END}') ORDER BY seq")
+
+
+class Ledger:
+    """One ledger file. Open with ``Ledger.open`` or ``open_ledger(config)``."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, principal: str, origin: str,
+                 signer: NoteSigner | None, verifier: NoteVerifier | None,
+                 checkpoint_file: Path | None) -> None:
+        self.path = path
+        self.principal = principal
+        self.origin = origin
+        self.checkpoint_file = checkpoint_file
+        self._conn = conn
+        self._signer = signer
+        self._verifier = verifier
+        self._lock = threading.RLock()  # one transaction at a time on this connection
+
+    @classmethod
+    def open(cls, path: Path, *, principal: str = "", key_dir: Path | None = None,
+             checkpoint_file: Path | None = None, origin: str = "") -> Ledger:
+        """Open (creating if needed) the ledger at ``path``. With ``key_dir`` holding the
+        signing key, checkpoints are signed and verified; ``checkpoint_file`` is the
+        outside copy of every checkpoint."""
+        path = Path(path)
+        origin = origin or f"aegis/{path.stem}"
+        signer = verifier = None
+        if key_dir is not None:
+            if os.access(key_dir / PRIVATE_KEY_FILE, os.R_OK):
+                signer = NoteSigner.load(key_dir, origin)
+                verifier = signer.verifier()
+            elif (key_dir / VERIFIER_KEY_FILE).exists():
+                verifier = NoteVerifier.load(key_dir, origin)
+        ledger = cls(path, storage.connect(path), principal=principal, origin=origin, signer=signer,
+                     verifier=verifier, checkpoint_file=checkpoint_file)
+        if os.access(path, os.W_OK):
+            ledger._end_abandoned_sessions()
+        return ledger
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise AegisError(f"{self.path}: cannot write to the ledger: {exc}") from None
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _prepare(self, event: Event, kind: str) -> tuple[str, bytes]:
+        """The canonical record of ``event`` (text to store, bytes to hash)."""
+        if event.decision not in DECISIONS:
+            raise AegisError(f"ledger event {event.action!r}: decision must be one of "
+                             f"{', '.join(DECISIONS)}, got {event.decision!r}")
+        return encode_record([
+            event.ts_ns or time.time_ns(), kind, event.session_id, event.principal or self.principal,
+            event.action, event.resource, event.pid, event.ppid, event.executable, event.source,
+            event.decision, event.policy_ids, event.errors, event.reason, event.details])
+
+    def _insert_locked(self, prepared: list[tuple[str, bytes]]) -> list[int]:
+        """Chain and insert prepared records; the caller holds the write transaction,
+        so the tip read here is still the tip when the batch commits."""
+        tip = self._conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        first, prev = (tip[0] + 1, bytes.fromhex(tip[1])) if tip else (1, GENESIS)
+        chain, _ = chain_records(prev, [record for _, record in prepared])
+        links = (prev + chain).hex()
+        step = 2 * HASH_LEN
+        self._conn.executemany(_INSERT, [
+            (first + i, text, links[i * step:(i + 1) * step], links[(i + 1) * step:(i + 2) * step])
+            for i, (text, _) in enumerate(prepared)])
+        return list(range(first, first + len(prepared)))
+
+    def _append(self, events: Sequence[Event], kind: str) -> list[int]:
+        prepared = [self._prepare(e, kind) for e in events]
+        if not prepared:
+            return []
+        with self._write_transaction():
+            return self._insert_locked(prepared)
+
+    def append(self, events: Sequence[Event]) -> list[int]:
+        """Append ``events`` as one chained transaction; returns their sequence numbers."""
+        return self._append(events, KIND_EVENT)
+
+    def begin_session(self, *, command: list[str], cwd: str, policy_hash: str, observer: str, config: str,
+                      details: dict | None = None) -> str:
+        """Record the start of a session run by this process; returns its id."""
+        session_id = str(uuid.uuid4())
+        self._append([Event(
+            action=SESSION_START, resource=shlex.join(command), decision="info", session_id=session_id,
+            pid=os.getpid(), ppid=os.getppid(), executable=sys.executable, source="audit",
+            details={"command": list(command), "cwd": cwd, "policy_hash": policy_hash, "observer": observer,
+                     "config": config, "owner_token": process_token(os.getpid()), "details": details or {}})],
+            KIND_SESSION)
+        return session_id
+
+    def end_session(self, session_id: str, *, exit_code: int | None, signal: int | None,
+                    state: str = "finished", counts: dict | None = None) -> None:
+        """Record the end of a session, then sign a checkpoint (when there is a key)."""
+        if state not in ("finished", "interrupted"):
+            raise AegisError(f"session state must be 'finished' or 'interrupted', got {state!r}")
+        self._append([self._session_end(session_id, exit_code, signal, state, counts or {})], KIND_SESSION)
+        if self._signer is not None:
+            self.checkpoint()
+
+    @staticmethod
+    def _session_end(session_id: str, exit_code: int | None, signal: int | None, state: str,
+                     counts: dict) -> Event:
+        return Event(action=SESSION_END, resource=session_id, decision="info", session_id=session_id,
+                     pid=os.getpid(), ppid=os.getppid(), source="audit",
+                     details={"exit_code": exit_code, "signal": signal, "state": state, "counts": counts})
+
+    def _end_abandoned_sessions(self) -> None:
+        """Mark sessions whose owning process died without ending them as interrupted."""
+        def abandoned() -> list[Entry]:
+            rows = self._conn.execute(_OPEN_SESSIONS).fetchall()
+            return [e for e in map(entry_from_row, rows) if not process_alive(*owner_of(e))]
+
+        with self._lock:
+            if not abandoned():
+                return
+            with self._write_transaction():
+                ends = [self._session_end(e.session_id, None, None, "interrupted", {}) for e in abandoned()]
+                if ends:
+                    self._insert_locked([self._prepare(e, KIND_SESSION) for e in ends])
+            if self._signer is not None:
+                self.checkpoint()
+
+    def record_policy_snapshot(self, files: dict[str, str]) -> str:
+        """Record the policy set ``files`` (name -> text) if it differs from the last one
+        recorded; returns its hash either way."""
+        digest = policy_hash(files)
+        with self._write_transaction():
+            last = self._conn.execute(
+                f"SELECT json_extract(record, '$[{FIELD_INDEX['details']}].hash') FROM entries "
+                f"WHERE {BOOKKEEPING} AND action = '{POLICY_SNAPSHOT}' "
+                "ORDER BY seq DESC LIMIT 1").fetchone()
+            if last is None or last[0] != digest:
+                event = Event(action=POLICY_SNAPSHOT, resource=digest, decision="info", source="snapshot",
+                              pid=os.getpid(), details={"hash": digest, "files": dict(files)})
+                self._insert_locked([self._prepare(event, KIND_POLICY)])
+        return digest
+
+    def checkpoint(self) -> str:
+        """Sign a checkpoint of the ledger as it is now; returns the signed note."""
+        if self._signer is None:
+            raise AegisError(f"{self.path}: no signing key available, cannot write a checkpoint")
+        with self._lock:
+            return write_checkpoint(self._conn, self._signer, self.origin, self.checkpoint_file)
+
+    # -- reading -------------------------------------------------------------
+
+    def query(self, *, last: int | None = None, action: str | None = None, decision: str | None = None,
+              since_ns: int | None = None, until_ns: int | None = None, session: str | None = None,
+              path_glob: str | None = None, after_seq: int | None = None, kind: str | None = None
+              ) -> Iterator[Entry]:
+        """Matching entries, ascending seq; ``last`` keeps the newest N of them."""
+        return iter_entries(self._conn, EntryFilter(last=last, action=action, decision=decision,
+                                                    since_ns=since_ns, until_ns=until_ns, session=session,
+                                                    path_glob=path_glob, after_seq=after_seq, kind=kind))
+
+    def sessions(self) -> list[Session]:
+        return fold_sessions(self.query(kind=KIND_SESSION))
+
+    def session(self, session_id: str) -> Session:
+        found = [s for s in self.sessions() if s.id == session_id]
+        if not found:
+            raise AegisError(f"{self.path}: no session {session_id!r}")
+        return found[0]
+
+    def policy_history(self) -> list[PolicyVersion]:
+        return [PolicyVersion(seq=e.seq, ts_ns=e.ts_ns, hash=e.details.get("hash", ""),
+                              files=dict(e.details.get("files", {})))
+                for e in self.query(kind=KIND_POLICY)]
+
+    def size(self) -> int:
+        return self._conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+
+    def verify(self) -> VerifyResult:
+        with self._lock:
+            return verify_ledger(self._conn, verifier=self._verifier, origin=self.origin,
+                                 checkpoint_file=self.checkpoint_file)
+
+    def close(self) -> None:
+        self._conn.close()
+

@@ -1,0 +1,113 @@
+"""The ledger's data: what callers append (Event), what they read back (Entry,
+Session, PolicyVersion) and what verification reports (VerifyResult)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Entry kinds: what wrote the entry. Observed actions are "event"; the ledger's own
+# bookkeeping is chained alongside them so it cannot be edited unnoticed either.
+KIND_EVENT = "event"
+KIND_SESSION = "session"
+KIND_POLICY = "policy"
+
+SESSION_START = "SessionStart"
+SESSION_END = "SessionEnd"
+POLICY_SNAPSHOT = "PolicySnapshot"
+
+SESSION_STATES = ("running", "finished", "interrupted")
+
+
+@dataclass
+class Event:
+    """One thing that happened, as handed to ``Ledger.append``."""
+
+    action: str
+    resource: str
+    decision: str
+    session_id: str = ""
+    principal: str = ""
+    pid: int = 0
+    ppid: int = 0
+    executable: str = ""
+    source: str = ""
+    policy_ids: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    ts_ns: int = 0
+
+
+@dataclass
+class Entry(Event):
+    """An entry as stored: the event plus its place in the chain."""
+
+    seq: int = 0
+    kind: str = KIND_EVENT
+    prev_hash: str = ""
+    hash: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {"seq": data.pop("seq"), "ts_ns": data.pop("ts_ns"), "kind": data.pop("kind"), **data}
+
+
+@dataclass
+class Session:
+    """A run of an agent, folded from its SessionStart and SessionEnd entries."""
+
+    id: str
+    config: str
+    command: list[str]
+    cwd: str
+    start_ns: int
+    policy_hash: str
+    observer: str
+    state: str = "running"
+    end_ns: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    start_seq: int = 0
+    end_seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PolicyVersion:
+    """One recorded policy set: the files and their combined hash."""
+
+    seq: int
+    ts_ns: int
+    hash: str
+    files: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class VerifyResult:
+    """What ``Ledger.verify`` found. ``first_bad_seq`` and ``reason`` are set on failure;
+    ``reason`` is one of REASONS."""
+
+    entries_checked: int
+    checkpoints_checked: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    detail: str = ""
+
+    REASONS = ("hash mismatch", "broken link", "gap", "checkpoint mismatch", "signature invalid")
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries_checked": self.entries_checked,
+                "checkpoints_checked": self.checkpoints_checked, "first_bad_seq": self.first_bad_seq,
+                "reason": self.reason, "detail": self.detail}

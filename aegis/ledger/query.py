@@ -1,0 +1,65 @@
+"""Reading entries back: filters as SQL over the generated columns, rows as Entry."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from aegis.ledger.model import KIND_EVENT, Entry
+from aegis.ledger.storage import BOOKKEEPING
+
+SELECT_ENTRIES = "SELECT seq, record, prev_hash, hash FROM entries"
+
+
+@dataclass
+class EntryFilter:
+    """Which entries to read; every criterion given must hold."""
+
+    last: int | None = None
+    action: str | None = None
+    decision: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    session: str | None = None
+    path_glob: str | None = None
+    after_seq: int | None = None
+    kind: str | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """The SELECT (ascending seq) and its parameters."""
+        where, params = [], []
+        for column, op, value in (("action", "=", self.action), ("decision", "=", self.decision),
+                                  ("ts_ns", ">=", self.since_ns), ("ts_ns", "<", self.until_ns),
+                                  ("session_id", "=", self.session), ("resource", "GLOB", self.path_glob),
+                                  ("seq", ">", self.after_seq), ("kind", "=", self.kind)):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        if self.kind not in (None, KIND_EVENT):
+            where.append(BOOKKEEPING)
+        sql = SELECT_ENTRIES + (" WHERE " + " AND ".join(where) if where else "")
+        if self.last is not None:
+            params.append(self.last)
+            return f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?) ORDER BY seq", params
+        return sql + " ORDER BY seq", params
+
+
+def entry_from_row(row: tuple[int, str, str, str]) -> Entry:
+    seq, record, prev_hash, hash_ = row
+    (ts_ns, kind, session_id, principal, action, resource, pid, ppid, executable, source, decision,
+     policy_ids, errors, reason, details) = json.loads(record)
+    return Entry(action=action, resource=resource, decision=decision, session_id=session_id,
+                 principal=principal, pid=pid, ppid=ppid, executable=executable, source=source,
+                 policy_ids=policy_ids, errors=errors, reason=reason, details=details, ts_ns=ts_ns, seq=seq,
+                 kind=kind, prev_hash=prev_hash, hash=hash_)
+
+
+def iter_entries(conn: sqlite3.Connection, entry_filter: EntryFilter, batch: int = 1000) -> Iterator[Entry]:
+    """Matching entries in ascending seq, read in batches (constant memory)."""
+    sql, params = entry_filter.sql()
+    cursor = conn.execute(sql, params)
+    while rows := cursor.fetchmany(batch):
+        yield from map(entry_from_row, rows)

@@ -1,0 +1,209 @@
+"""The fanotify observer: asynchronous, whole-filesystem, root only.
+
+A per-session cgroup (v2) holds the agent's process tree; filesystem marks with
+``FAN_REPORT_DFID_NAME`` report every open, write, create, delete and rename; the
+C reader thread (csrc/observe_fanotify.c) keeps the events of processes in the
+cgroup and fills the same ring records as the seccomp observer. It observes only:
+every record is an operation the kernel already allowed (Landlock and the
+seccomp supervisor enforce).
+
+Lifecycle, driven by the sandbox: ``FanotifyObserver(...)`` (marks placed, reader
+running) -> spawn the agent stopped before exec -> ``attach(pid)`` -> release it
+-> ``drain`` until ``finished()`` -> ``stop()``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from aegis.actions import Action
+from aegis.errors import AegisError
+from aegis.ledger import Event
+from aegis.native import errno_name, ffi, lib
+from aegis.observer.api import Observer
+
+RING_CAPACITY = 8192
+CGROUP_PARENT = "aegis"
+# Filesystems without file handles or without files an agent acts on.
+PSEUDO_FILESYSTEMS = frozenset({
+    "proc", "sysfs", "devpts", "cgroup", "cgroup2", "tracefs", "debugfs", "securityfs", "pstore", "bpf",
+    "mqueue", "hugetlbfs", "fusectl", "configfs", "autofs", "binfmt_misc", "nsfs", "rpc_pipefs",
+    "efivarfs", "selinuxfs",
+})
+# fanotify mask bit -> name, for the event details.
+MASK_NAMES = {0x1: "access", 0x2: "modify", 0x8: "close_write", 0x20: "open", 0x40: "moved_from",
+              0x80: "moved_to", 0x100: "create", 0x200: "delete", 0x1000: "open_exec", 0x40000000: "ondir"}
+
+
+def cgroup2_root() -> Path:
+    """Mount point of the cgroup v2 hierarchy (``/sys/fs/cgroup`` or, hybrid, ``.../unified``)."""
+    from aegis.sandbox.capabilities import cgroup2_mount
+
+    mount = cgroup2_mount()
+    if mount is None:
+        raise AegisError("the fanotify observer needs a cgroup v2 mount (mount cgroup2; see `aegis setup`)")
+    return Path(mount)
+
+
+def observable_mounts() -> list[str]:
+    """Mount points of filesystems worth marking, root first."""
+    mounts: list[str] = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split()
+            sep = fields.index("-")
+            point = fields[4].replace("\\040", " ")
+            if fields[sep + 1] not in PSEUDO_FILESYSTEMS and point not in mounts:
+                mounts.append(point)
+    return sorted(mounts, key=lambda p: (p != "/", p))
+
+
+class SessionCgroup:
+    """The session's cgroup: ``<cgroup2 root>/aegis/<name>``; every process moved
+    in (and every descendant) is observed."""
+
+    def __init__(self, name: str, root: Path | None = None) -> None:
+        self.root = root or cgroup2_root()
+        self.relative = f"/{CGROUP_PARENT}/{name}"
+        self.path = self.root / CGROUP_PARENT / name
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise AegisError(f"cannot create the session cgroup {self.path}: {exc.strerror}") from None
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
+    def populated(self) -> bool:
+        try:
+            text = (self.path / "cgroup.events").read_text()
+        except FileNotFoundError:
+            return False
+        return "populated 1" in text
+
+    def remove(self, timeout: float = 2.0) -> None:
+        """Kill whatever is left in the cgroup (fail closed) and remove it."""
+        if not self.path.exists():
+            return
+        if self.populated():
+            (self.path / "cgroup.kill").write_text("1\n")
+            deadline = time.monotonic() + timeout
+            while self.populated() and time.monotonic() < deadline:
+                time.sleep(0.005)
+        self.path.rmdir()
+
+
+class FanotifyObserver(Observer):
+    name = "fanotify"
+    pid_attribution = True
+
+    def __init__(self, *, session_id: str, principal: str = "", cgroup: SessionCgroup | None = None,
+                 mounts: list[str] | None = None, mask: int | None = None,
+                 ring_capacity: int = RING_CAPACITY) -> None:
+        self.session_id, self.principal = session_id, principal
+        self.cgroup = cgroup or SessionCgroup(session_id)
+        self._ring = ffi.gc(lib.aegis_ring_new(ring_capacity), lib.aegis_ring_free)
+        if self._ring == ffi.NULL:
+            self.cgroup.remove()
+            raise ValueError(f"ring capacity {ring_capacity} must be a power of two")
+        error = ffi.new("int *")
+        handle = lib.aegis_fan_new(self._ring, self.cgroup.relative.encode(),
+                                   lib.AEGIS_FAN_DEFAULT_MASK if mask is None else mask, error)
+        if handle == ffi.NULL:
+            self.cgroup.remove()
+            raise AegisError(f"cannot start the fanotify observer: {errno_name(error[0])} "
+                             "(needs root or CAP_SYS_ADMIN)")
+        self._handle = handle
+        self.marked: list[str] = []
+        self.unmarked: dict[str, str] = {}
+        for mount in mounts if mounts is not None else observable_mounts():
+            rc = lib.aegis_fan_mark(handle, os.fsencode(mount))
+            if rc == 0:
+                self.marked.append(mount)
+            else:
+                self.unmarked[mount] = errno_name(rc)
+        if not self.marked:
+            self.stop()
+            raise AegisError(f"the fanotify observer could not mark any filesystem: {self.unmarked}")
+        rc = lib.aegis_fan_start(handle)
+        if rc != 0:
+            self.stop()
+            raise AegisError(f"cannot start the fanotify reader thread: {errno_name(rc)}")
+        self._batch = ffi.new("struct aegis_record[]", 1024)
+        self._stats = ffi.new("struct aegis_fan_stats *")
+        self._final_stats: dict[str, int] = {}
+        self._attached = False
+
+    def attach(self, pid: int) -> None:
+        """Observe ``pid`` and its descendants; call before it runs the agent's code."""
+        self.cgroup.add(pid)
+        lib.aegis_fan_membership_changed(self._handle)
+        if lib.aegis_fan_track_pid(self._handle, pid) != 0:
+            raise AegisError("the fanotify observer tracks at most 64 root processes per session")
+        self._attached = True
+
+    def drain(self, max_events: int = 4096) -> list[Event]:
+        events: list[Event] = []
+        while len(events) < max_events:
+            n = lib.aegis_ring_pop(self._ring, self._batch, min(1024, max_events - len(events)))
+            if n == 0:
+                break
+            events.extend(self._event(self._batch[i]) for i in range(n))
+        return events
+
+    def _event(self, rec) -> Event:  # noqa: ANN001 (a cffi struct)
+        action = Action(rec.action)
+        details: dict[str, object] = {"fanotify": [name for bit, name in MASK_NAMES.items() if rec.arg & bit]}
+        if rec.truncated & lib.AEGIS_REC_PATH_TRUNCATED:
+            details["path_truncated"] = True
+        if action is Action.ProcessSpawn:
+            argv = ffi.unpack(rec.extra, rec.extra_len).split(b"\0") if rec.extra_len else []
+            details["argv"] = [os.fsdecode(a) for a in argv]
+            if rec.truncated & lib.AEGIS_REC_EXTRA_TRUNCATED:
+                details["argv_truncated"] = True
+        return Event(action=action.name, resource=os.fsdecode(ffi.unpack(rec.path, rec.path_len)),
+                     decision="allow", session_id=self.session_id, principal=self.principal, pid=rec.pid,
+                     ppid=rec.ppid, executable=os.fsdecode(ffi.string(rec.exe)), source="fanotify",
+                     details=details, ts_ns=rec.ts_ns)
+
+    def take_dropped(self) -> int:
+        return int(lib.aegis_ring_take_dropped(self._ring))
+
+    def finished(self) -> bool:
+        """True once the cgroup is empty and the reader has drained the kernel queue
+        (the last process's events were queued before it exited)."""
+        if self._handle is None:
+            return True
+        if not self._attached or self.cgroup.populated():
+            return False
+        lib.aegis_fan_request_stop(self._handle)
+        lib.aegis_fan_get_stats(self._handle, self._stats)
+        return bool(self._stats.finished)
+
+    def stats(self) -> dict[str, int]:
+        if self._handle is None:
+            return dict(self._final_stats)
+        lib.aegis_fan_get_stats(self._handle, self._stats)
+        s = self._stats
+        return {"events": s.events, "records": s.records, "outside": s.outside,
+                "unattributed": s.unattributed, "by_lineage": s.by_lineage, "unresolved": s.unresolved,
+                "folded": s.folded, "overflows": s.overflows, "forks": s.forks,
+                "connector_lost": s.connector_lost, "lineage": s.lineage,
+                "marked_filesystems": len(self.marked)}
+
+    def stop(self) -> None:
+        if self._handle is None:
+            return
+        self._final_stats = self.stats()
+        lib.aegis_fan_free(self._handle)
+        self._handle = None
+        self.cgroup.remove()
+
+
+def available() -> bool:
+    """fanotify filesystem marks (root/CAP_SYS_ADMIN) and a cgroup v2 mount."""
+    from aegis.sandbox.capabilities import cgroup2_mount
+
+    return lib.aegis_probe_fanotify() > 0 and cgroup2_mount() is not None

@@ -1,0 +1,202 @@
+"""The seccomp user-notification observer: per-process, synchronous, unprivileged.
+
+The C supervisor thread (csrc/observe_seccomp.c) answers every notified syscall
+and fills a ring (csrc/ring.c); ``drain`` turns ring records into ledger events.
+Decisions are made in C with the compiled decision table; what the table cannot
+decide comes back here through ``residual`` and is evaluated by cedarpy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import platform
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aegis.actions import Action, Decision
+from aegis.ledger import Event
+from aegis.native import ffi, lib
+from aegis.observer.api import Observer
+from aegis.policy.seccomp import SeccompSpec
+
+GUARD_POLICY = "aegis-home-guard"
+NETLIST_POLICY = "allowed_network"
+RING_CAPACITY = 8192
+RING_WAIT_MS = 200
+
+# residual(action, path, pid, executable) -> (allowed, deciding policy id or None, evaluation errors)
+ResidualDecider = Callable[[Action, str, int, str], tuple[bool, str | None, Sequence[str]]]
+
+
+@dataclass(frozen=True)
+class NetRule:
+    """One ``allowed_network`` entry as a numeric network and port (0 = any)."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    port: int
+
+
+def parse_allowed_network(entries: Sequence[str]) -> list[NetRule]:
+    """``["host:port", "10.0.0.0/8:443", "[::1]:22"]`` -> numeric rules (host names resolved now)."""
+    from aegis.errors import AegisError
+    from aegis.policy.engine import split_host_port
+
+    rules: list[NetRule] = []
+    for entry in entries:
+        host, port = split_host_port(entry)
+        try:
+            rules.append(NetRule(ipaddress.ip_network(host, strict=False), port))
+            continue
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise AegisError(f"allowed_network entry {entry!r}: cannot resolve {host!r}: {exc}") from None
+        for address in sorted({info[4][0] for info in infos}):
+            rules.append(NetRule(ipaddress.ip_network(address), port))
+    return rules
+
+
+def syscall_names() -> dict[int, str]:
+    """Syscall number -> name for what this machine's filter notifies."""
+    spec = SeccompSpec()
+    return {nr: name for name, nr in spec.numbers(platform.machine()).items()}
+
+
+class SeccompObserver(Observer):
+    name = "seccomp"
+    pid_attribution = True
+
+    def __init__(self, listener_fd: int, *, session_id: str, principal: str, policy_ids: Sequence[str],
+                 table: object | None, residual: ResidualDecider | None, protected_paths: Sequence[str],
+                 net_rules: Sequence[NetRule] = (), resolve_symlinks: bool = True,
+                 open_on_behalf: bool = True, ring_capacity: int = RING_CAPACITY,
+                 ring_wait_ms: int = RING_WAIT_MS) -> None:
+        self.session_id, self.principal = session_id, principal
+        self.policy_ids = list(policy_ids)
+        self._syscalls = syscall_names()
+        self._ring = ffi.gc(lib.aegis_ring_new(ring_capacity), lib.aegis_ring_free)
+        if self._ring == ffi.NULL:
+            raise ValueError(f"ring capacity {ring_capacity} must be a power of two")
+        self._batch = ffi.new("struct aegis_record[]", 1024)
+        self._residual = residual
+        self._callback = ffi.callback("int(int, char *, int, char *, int *)", self._decide_residual,
+                                      error=int(Decision.deny))
+        self._residual_errors: dict[tuple[int, str], list[str]] = {}
+        self._keep = [ffi.new("char[]", os.fsencode(p)) for p in protected_paths]
+        protected = ffi.new("const char *[]", self._keep or [ffi.NULL])
+        rules = ffi.new("struct aegis_net_rule[]", max(len(net_rules), 1))
+        for i, rule in enumerate(net_rules):
+            rules[i].family = socket.AF_INET if rule.network.version == 4 else socket.AF_INET6
+            rules[i].prefix_len = rule.network.prefixlen
+            rules[i].port = rule.port
+            packed = rule.network.network_address.packed
+            ffi.memmove(rules[i].addr, packed, len(packed))
+        config = ffi.new("struct aegis_observer_config *")
+        config.listener_fd = listener_fd
+        config.ring = self._ring
+        config.table = table if table is not None else ffi.NULL
+        config.decide = (ffi.cast("aegis_decide_fn", ffi.addressof(lib, "aegis_dtable_decide"))
+                         if table is not None else ffi.NULL)
+        config.residual = self._callback if residual is not None else ffi.NULL
+        config.protected_paths = protected
+        config.n_protected = len(self._keep)
+        config.net_rules = rules
+        config.n_net_rules = len(net_rules)
+        config.resolve_symlinks = int(resolve_symlinks)
+        config.open_on_behalf = int(open_on_behalf)
+        config.ring_wait_ms = ring_wait_ms
+        error = ffi.new("int *")
+        handle = lib.aegis_observer_start(config, error)
+        if handle == ffi.NULL:
+            raise OSError(error[0], f"cannot start the seccomp observer: {os.strerror(error[0])}")
+        self._handle = handle
+        self._stats = ffi.new("struct aegis_observer_stats *")
+
+    # -- slow path, called from the C thread (cffi takes the GIL) --
+    def _decide_residual(self, action: int, path: bytes, pid: int, exe: bytes, policy_index) -> int:
+        assert self._residual is not None
+        text = os.fsdecode(ffi.string(path))
+        try:
+            executable = os.fsdecode(ffi.string(exe))
+            allowed, policy_id, errors = self._residual(Action(action), text, pid, executable)
+        except Exception as exc:  # an evaluation failure is a deny, and is recorded
+            allowed, policy_id, errors = False, None, [f"residual evaluation failed: {exc}"]
+        policy_index[0] = self.policy_ids.index(policy_id) if policy_id in self.policy_ids else -1
+        if errors:
+            self._residual_errors[(pid, text)] = list(errors)
+        return int(Decision.allow if allowed else Decision.deny)
+
+    def drain(self, max_events: int = 4096) -> list[Event]:
+        events: list[Event] = []
+        while len(events) < max_events:
+            n = lib.aegis_ring_pop(self._ring, self._batch, min(1024, max_events - len(events)))
+            if n == 0:
+                break
+            events.extend(self._event(self._batch[i]) for i in range(n))
+        return events
+
+    def _event(self, rec) -> Event:  # noqa: ANN001 (a cffi struct)
+        action = Action(rec.action)
+        path = os.fsdecode(ffi.unpack(rec.path, rec.path_len))
+        details: dict[str, object] = {}
+        if rec.truncated & lib.AEGIS_REC_PATH_TRUNCATED:
+            details["path_truncated"] = True
+        if action is Action.ProcessSpawn:
+            argv = ffi.unpack(rec.extra, rec.extra_len).split(b"\0") if rec.extra_len else []
+            details["argv"] = [os.fsdecode(a) for a in argv]
+            if rec.truncated & lib.AEGIS_REC_EXTRA_TRUNCATED:
+                details["argv_truncated"] = True
+        elif action is Action.ProcessExit:
+            details["exit_code"] = rec.arg
+        elif action is Action.NetConnect:
+            details["port"] = rec.arg
+        elif rec.arg:
+            details["flags"] = rec.arg
+        if rec.error:
+            details["errno"] = rec.error
+        index = rec.policy_index
+        policy_ids = ([self.policy_ids[index]] if 0 <= index < len(self.policy_ids)
+                      else [GUARD_POLICY] if index == lib.AEGIS_POLICY_GUARD
+                      else [NETLIST_POLICY] if index == lib.AEGIS_POLICY_NETLIST else [])
+        errors = self._residual_errors.pop((rec.pid, path), []) if self._residual_errors else []
+        executable = os.fsdecode(ffi.string(rec.exe))
+        if action is Action.ProcessExit:  # not a decision: the process is leaving
+            return Event(action=action.name, resource=executable, decision="info", session_id=self.session_id,
+                         principal=self.principal, pid=rec.pid, ppid=rec.ppid, executable=executable,
+                         source="exit_group", details=details, ts_ns=rec.ts_ns)
+        return Event(action=action.name, resource=path,
+                     decision="allow" if rec.decision == Decision.allow else "deny",
+                     session_id=self.session_id, principal=self.principal, pid=rec.pid, ppid=rec.ppid,
+                     executable=executable,
+                     source=self._syscalls.get(rec.syscall_nr, str(rec.syscall_nr)), policy_ids=policy_ids,
+                     errors=errors, reason="Aegis's own state is never reachable" if index ==
+                     lib.AEGIS_POLICY_GUARD else "", details=details, ts_ns=rec.ts_ns)
+
+    def take_dropped(self) -> int:
+        return int(lib.aegis_ring_take_dropped(self._ring))
+
+    def _read_stats(self):  # noqa: ANN202
+        lib.aegis_observer_get_stats(self._handle, self._stats)
+        return self._stats
+
+    def finished(self) -> bool:
+        return bool(self._handle is None or self._read_stats().finished)
+
+    def stats(self) -> dict[str, int]:
+        if self._handle is None:
+            return dict(self._final_stats)
+        s = self._read_stats()
+        return {"notifications": s.notifications, "records": s.records, "denied": s.denied,
+                "vanished": s.vanished, "residual": s.residual, "on_behalf": s.on_behalf,
+                "sync_wakeup": s.sync_wakeup}
+
+    def stop(self) -> None:
+        if self._handle is None:
+            return
+        self._final_stats = self.stats()
+        lib.aegis_observer_stop(self._handle)
+        self._handle = None

@@ -1,0 +1,367 @@
+"""Running a command under enforcement and observation on Linux.
+
+``run_session`` is the whole of `aegis run` / `aegis wrap` once a config is
+chosen: compile the policy, record the policy snapshot and session start, build
+the Landlock ruleset and seccomp filter, spawn the agent from C
+(csrc/spawn_linux.c), serve its notifications (aegis.observer), drain the
+observations into the ledger in batches, end every process of the session, and
+record the session end. The agent never outlives the session unobserved.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import select
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aegis import paths
+from aegis.actions import Action
+from aegis.config import Config
+from aegis.errors import AegisError
+from aegis.ledger import Event, Ledger, open_ledger
+from aegis.native import errno_name, ffi, lib
+from aegis.observer import select_observer
+from aegis.observer.api import Observer
+from aegis.observer.inotify import InotifyObserver
+from aegis.observer.seccomp import RING_CAPACITY, RING_WAIT_MS, SeccompObserver, parse_allowed_network
+from aegis.policy.compiler import CompiledPolicy, compile_policy
+from aegis.policy.engine import PolicyEngine
+from aegis.policy.landlock import NET_BIND_TCP, NET_CONNECT_TCP
+from aegis.policy.seccomp import SeccompSpec
+from aegis.sandbox.capabilities import landlock_abi
+from aegis.sandbox.session import resolve_command
+
+DRAIN_INTERVAL_S = 0.02        # how often the ring is drained while the agent runs
+INTERRUPT_GRACE_S = 3.0        # after forwarding SIGINT/SIGTERM, before SIGKILL
+STRAGGLER_GRACE_S = 1.0        # daemons left at the end: SIGTERM, then SIGKILL after this
+STRAGGLER_DEADLINE_S = 5.0
+NETWORK_DENIED, NETWORK_LISTED, NETWORK_POLICY = "denied", "allowed_network only", "decided by policy"
+
+
+@dataclass
+class SessionResult:
+    """What `aegis run` reports and exits with."""
+
+    session_id: str
+    exit_code: int
+    signal: int | None
+    state: str
+    observer: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def protected_paths(config: Config) -> list[str]:
+    """Aegis's own state for this session, lexically and with symlinks resolved."""
+    ledger = str(config.ledger_path)
+    candidates = [paths.aegis_home(), config.directory, config.keys_dir, config.checkpoints_path,
+                  ledger, ledger + "-wal", ledger + "-shm", ledger + "-journal", *config.policy_paths]
+    out: list[str] = []
+    for item in candidates:
+        for form in (os.path.abspath(item), os.path.realpath(item)):
+            if form not in out:
+                out.append(form)
+    return out
+
+
+def network_mode(compiled: CompiledPolicy, allowed_network: Sequence[str]) -> str:
+    """How connections are enforced: no permit for NetConnect means the network is denied
+    (except ``allowed_network``); any permit means each connect() is decided by policy."""
+    if any(r.effect == "permit" for r in compiled.rules.get(Action.NetConnect, [])):
+        return NETWORK_POLICY
+    return NETWORK_LISTED if allowed_network else NETWORK_DENIED
+
+
+def nearest_existing(path: str) -> str:
+    """``path`` or its closest existing ancestor (a Landlock rule needs an object)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return str(p)
+
+
+def build_ruleset(compiled: CompiledPolicy, mode: str, net_ports: Sequence[int]) -> tuple[int, list[str]]:
+    """The Landlock ruleset fd (-1 when Landlock is unavailable) and what the kernel cannot enforce."""
+    abi = landlock_abi()
+    spec = compiled.landlock.for_abi(abi)
+    if abi < 1:
+        return -1, spec.dropped
+    handled_net, ports = 0, []
+    if abi >= 4 and mode != NETWORK_POLICY:
+        handled_net = NET_CONNECT_TCP | NET_BIND_TCP
+        ports = [(port, NET_CONNECT_TCP) for port in sorted(set(net_ports))]
+    rules = [(nearest_existing(p), access) for p, access in spec.rules]
+    keep = [ffi.new("char[]", os.fsencode(p)) for p, _ in rules]
+    fd = lib.aegis_landlock_build_ruleset(
+        spec.handled_fs, handled_net, spec.scoped, ffi.new("const char *[]", keep or [ffi.NULL]),
+        ffi.new("uint64_t[]", [a for _, a in rules] or [0]), len(rules),
+        ffi.new("uint64_t[]", [p for p, _ in ports] or [0]),
+        ffi.new("uint64_t[]", [a for _, a in ports] or [0]), len(ports))
+    if fd < 0:
+        raise AegisError(f"cannot build the Landlock ruleset: {errno_name(fd)}")
+    return fd, spec.dropped
+
+
+def build_filter(spec: SeccompSpec, notify: bool, deny_datagram: bool) -> object:
+    """The seccomp BPF program (``struct aegis_bpf *``, freed when collected)."""
+    numbers = spec.numbers(platform.machine())
+    notified = [numbers[n] for n in spec.notified if n in numbers] if notify else []
+    denied = [(numbers[n], e) for n, e in spec.denied if n in numbers]
+    flags = [(numbers[n], arg, mask, e) for n, arg, mask, e in spec.denied_if_flags if n in numbers]
+    flag_array = ffi.new("struct aegis_flag_deny[]", max(len(flags), 1))
+    for i, (nr, arg, mask, err) in enumerate(flags):
+        entry = flag_array[i]
+        entry.nr, entry.arg_index, entry.mask, entry.error = nr, arg, mask, err
+    bpf = lib.aegis_bpf_build(ffi.new("int[]", notified or [0]), len(notified),
+                              ffi.new("int[]", [n for n, _ in denied] or [0]),
+                              ffi.new("int[]", [e for _, e in denied] or [0]), len(denied),
+                              flag_array, len(flags), int(deny_datagram))
+    if bpf == ffi.NULL:
+        raise AegisError("cannot build the seccomp filter")
+    return ffi.gc(bpf, lib.aegis_bpf_free)
+
+
+def _cstrings(items: Sequence[str]) -> tuple[object, list[object]]:
+    keep = [ffi.new("char[]", os.fsencode(s)) for s in items]
+    return ffi.new("char *[]", [*keep, ffi.NULL]), keep
+
+
+def children_of_self() -> list[int]:
+    """Direct children of this process (orphans of the agent land here: we are a subreaper)."""
+    kids: list[int] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as fh:
+                kids.extend(int(x) for x in fh.read().split())
+    except OSError:
+        pass
+    return kids
+
+
+class _Signals:
+    """SIGINT/SIGTERM/SIGHUP to aegis while the agent runs: remembered, acted on by the loop."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._previous = {s: signal.signal(s, self._note) for s in self.SIGNALS}
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+
+    def restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def _terminal_shares_signals(pid: int) -> bool:
+    """True when a terminal Ctrl-C already reached the agent (same foreground process group)."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp() == os.getpgid(pid)
+    except OSError:
+        return False
+
+
+class _Session:
+    """One running session: the loop that drains events and watches the agent."""
+
+    def __init__(self, ledger: Ledger, observer: Observer | None, session_id: str, principal: str) -> None:
+        self.ledger, self.observer = ledger, observer
+        self.session_id, self.principal = session_id, principal
+        self.root_pid = 0
+        self.ended = False
+        self.counts = {"events": 0, "denied": 0, "dropped": 0}
+
+    def note(self, action: str, resource: str, **details: object) -> None:
+        self.ledger.append([Event(action=action, resource=resource, decision="info",
+                                  session_id=self.session_id, principal=self.principal, pid=os.getpid(),
+                                  source="aegis", details=details)])
+
+    def flush(self) -> None:
+        if self.observer is None:
+            return
+        while True:
+            events = self.observer.drain()
+            # the root's exit is recorded from waitpid, with its status or signal
+            events = [e for e in events if not (e.action == "ProcessExit" and e.pid == self.root_pid)]
+            if events:
+                self.ledger.append(events)
+                self.counts["events"] += len(events)
+                self.counts["denied"] += sum(e.decision == "deny" for e in events)
+            dropped = self.observer.take_dropped()
+            if dropped:
+                self.counts["dropped"] += dropped
+                self.ledger.append([Event(action="Drop", resource=self.observer.name, decision="info",
+                                          session_id=self.session_id, principal=self.principal,
+                                          source=self.observer.name, details={"count": dropped},
+                                          reason="observation ring full")])
+            if len(events) < 4096:
+                return
+
+    def wait_root(self, pid: int, signals: _Signals) -> int:
+        """Drain until the root process exits; returns its wait status."""
+        pidfd = os.pidfd_open(pid)
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        kill_at: float | None = None
+        handled = 0
+        try:
+            while not poller.poll(DRAIN_INTERVAL_S * 1000):
+                self.flush()
+                for signum in signals.received[handled:]:
+                    handled += 1
+                    if signum == signal.SIGINT and _terminal_shares_signals(pid):
+                        continue  # the agent got the same Ctrl-C and decides for itself
+                    os.kill(pid, signal.SIGTERM if signum == signal.SIGHUP else signum)
+                    kill_at = kill_at or time.monotonic() + INTERRUPT_GRACE_S
+                if kill_at is not None and time.monotonic() >= kill_at:
+                    os.kill(pid, signal.SIGKILL)
+        finally:
+            os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        return status
+
+    def end_stragglers(self) -> list[int]:
+        """End every process of the session still alive after the root exited (daemons)."""
+        ended: list[int] = []
+        start = time.monotonic()
+        while time.monotonic() - start < STRAGGLER_DEADLINE_S:
+            self.flush()
+            kids = children_of_self()
+            if not kids and (self.observer is None or self.observer.finished()):
+                break
+            sig = signal.SIGTERM if time.monotonic() - start < STRAGGLER_GRACE_S else signal.SIGKILL
+            for kid in kids:
+                if kid not in ended:
+                    ended.append(kid)
+                try:
+                    os.kill(kid, sig)
+                except ProcessLookupError:
+                    pass
+            while True:
+                try:
+                    reaped, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if reaped == 0:
+                    break
+            time.sleep(DRAIN_INTERVAL_S)
+        return ended
+
+
+def _residual_decider(engine: PolicyEngine, session_id: str):  # noqa: ANN202 (see ResidualDecider)
+    def decide(action: Action, path: str, pid: int, exe: str) -> tuple[bool, str | None, Sequence[str]]:
+        d = engine.authorize(action, path, {"pid": pid, "executable": exe, "session": session_id})
+        return d.allowed, (d.policy_ids[0] if d.policy_ids else None), d.errors
+    return decide
+
+
+def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
+                ring_capacity: int = RING_CAPACITY, ring_wait_ms: int = RING_WAIT_MS,
+                open_on_behalf: bool = True) -> SessionResult:
+    """Run ``command`` under ``config``'s policies; returns when every process of it has ended.
+
+    ``ring_capacity`` / ``ring_wait_ms`` size the observation ring and how long a full
+    ring may delay the agent before a record is dropped (and counted). ``open_on_behalf``
+    (the default) makes allowed opens race-free; turning it off exists to measure and
+    demonstrate what it protects against."""
+
+    exe = resolve_command(command)
+    files = config.policy_files()
+    if not files:
+        raise AegisError(f"config {config.name!r} has no policy files ({config.file}); default-deny would "
+                         "block everything: add a policy or use --policy")
+    engine = PolicyEngine.from_files(files, config.name)
+    compiled = compile_policy(engine)
+    mechanism = select_observer(config.observer)
+    net_rules = parse_allowed_network(config.allowed_network)
+    net = network_mode(compiled, config.allowed_network)
+    ruleset_fd, dropped_rules = build_ruleset(compiled, net, [r.port for r in net_rules if r.port])
+    bpf = build_filter(compiled.seccomp, notify=mechanism == "seccomp", deny_datagram=net == NETWORK_DENIED)
+
+    ledger = open_ledger(config)
+    policy_hash = ledger.record_policy_snapshot({str(f): f.read_text(encoding="utf-8") for f in files})
+    session_id = ledger.begin_session(
+        command=list(command), cwd=os.getcwd(), policy_hash=policy_hash, observer=mechanism,
+        config=config.name,
+        details={"mode": mode, "landlock_abi": landlock_abi(), "network": net, "not_enforced_by_kernel":
+                 dropped_rules, "pid_attribution": mechanism == "seccomp"})
+    lib.aegis_set_child_subreaper()
+    argv, _keep_argv = _cstrings(command)
+    envp, _keep_env = _cstrings([f"{k}={v}" for k, v in os.environ.items()])
+    listener, control = ffi.new("int *", -1), ffi.new("int *", -1)
+    signals = _Signals()
+    observer: Observer | None = None
+    session = _Session(ledger, None, session_id, config.name)
+    try:
+        pid = lib.aegis_spawn(os.fsencode(exe), argv, envp, os.fsencode(os.getcwd()), ruleset_fd, bpf,
+                              listener, control)
+        if ruleset_fd >= 0:
+            os.close(ruleset_fd)
+        if pid < 0:
+            raise AegisError(f"cannot start {command[0]}: {errno_name(pid)} while setting up the sandbox")
+        session.root_pid = pid
+        try:
+            if mechanism == "seccomp":
+                observer = SeccompObserver(
+                    listener[0], session_id=session_id, principal=config.name, policy_ids=compiled.policy_ids,
+                    table=compiled.table, residual=_residual_decider(engine, session_id),
+                    protected_paths=protected_paths(config), net_rules=net_rules, ring_capacity=ring_capacity,
+                    ring_wait_ms=ring_wait_ms, open_on_behalf=open_on_behalf)
+            else:
+                observer = InotifyObserver(config.project_dir, session_id=session_id, principal=config.name)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        session.observer = observer
+        exec_error = lib.aegis_spawn_release(control[0])
+        status = session.wait_root(pid, signals)
+        session.flush()
+        code = os.waitstatus_to_exitcode(status)
+        sig = -code if code < 0 else None
+        exit_code = 128 + sig if sig else code
+        ended = session.end_stragglers()
+        session.flush()
+        ledger.append([Event(action="ProcessExit", resource=exe, decision="info", session_id=session_id,
+                             principal=config.name, pid=pid, ppid=os.getpid(), executable=exe,
+                             source="waitpid",
+                             details={"exit_code": None if sig else code, "signal": sig,
+                                      "exec_error": errno_name(exec_error) if exec_error else None})])
+        if ended:
+            session.note("ObserverNote", "session end", ended_processes=ended,
+                         reason="still running after the agent exited; ended with the session")
+        interrupted = bool(signals.received) or sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        state = "interrupted" if interrupted else "finished"
+        if observer is not None:
+            observer.stop()
+            session.flush()
+            session.counts.update(observer.stats())
+        ledger.end_session(session_id, exit_code=exit_code, signal=sig, state=state, counts=session.counts)
+        session.ended = True
+        if exec_error:
+            denied = exec_error == -13
+            raise AegisError(f"cannot run {command[0]}: {os.strerror(-exec_error)}"
+                             + (" (denied by policy; see `aegis audit query`)" if denied else ""),
+                             exit_code=126 if denied else 127)
+        return SessionResult(session_id, exit_code, sig, state, mechanism, dict(session.counts))
+    except BaseException:
+        if observer is not None:
+            observer.stop()
+            session.flush()
+        if not session.ended:
+            ledger.end_session(session_id, exit_code=None, signal=None, state="interrupted",
+                               counts=session.counts)
+        raise
+    finally:
+        signals.restore()
+        if listener[0] >= 0:
+            os.close(listener[0])
+        ledger.close()
+        sys.stdout.flush()

@@ -1,0 +1,890 @@
+/* observe_seccomp.c: the seccomp user-notification supervisor (see
+ * observe_seccomp.h). Started and stopped by aegis/observer/seccomp.py; the
+ * listener comes from spawn_linux.c; records go to ring.c.
+ *
+ * Order for every notification: read what the agent passed (process_vm_readv,
+ * page-safe) -> check SECCOMP_IOCTL_NOTIF_ID_VALID (the pid may have been
+ * reused) -> resolve against the agent's cwd/dirfd and canonicalise ->
+ * decide -> answer -> record. A denial is answered without running the
+ * syscall, so a rewritten path buffer can never turn a denial into an allow. */
+#define _GNU_SOURCE
+#include "observe_seccomp.h"
+
+#include "aegis_actions.h"
+
+#ifdef __linux__
+#include "compat_linux.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PATH_BUF 4096
+#define PROC_CACHE 1024
+#define MAX_ARGV 64
+
+struct proc_info {
+    int tid, tgid, ppid, valid;
+    unsigned fsuid, umask;
+    char exe[AEGIS_REC_EXE_MAX];
+};
+
+struct aegis_observer {
+    struct aegis_observer_config cfg;
+    char **protected_paths;
+    struct aegis_net_rule *net_rules;
+    int stop_fd;
+    pthread_t thread;
+    struct seccomp_notif *req;
+    struct seccomp_notif_resp *resp;
+    size_t req_size, resp_size;
+    struct proc_info procs[PROC_CACHE];
+    _Atomic uint64_t notifications, records, denied, vanished, residual, on_behalf;
+    _Atomic int finished;
+    int sync_wakeup;
+};
+
+/* ---- pure helpers ---- */
+
+/* Joins base and path and removes ".", ".." and repeated slashes, lexically.
+ * Returns the length written (always absolute), or 0 if it does not fit. */
+size_t aegis_canonicalize(const char *base, const char *path, char *out, size_t cap)
+{
+    if (cap < 2)
+        return 0;
+    size_t len = 0;
+    const char *parts[2] = {path[0] == '/' ? "" : (base ? base : ""), path};
+    out[len++] = '/';
+    for (int k = 0; k < 2; k++) {
+        const char *s = parts[k];
+        while (*s) {
+            while (*s == '/')
+                s++;
+            const char *start = s;
+            while (*s && *s != '/')
+                s++;
+            size_t n = (size_t)(s - start);
+            if (n == 0 || (n == 1 && start[0] == '.'))
+                continue;
+            if (n == 2 && start[0] == '.' && start[1] == '.') {
+                while (len > 1 && out[len - 1] != '/')
+                    len--;
+                if (len > 1)
+                    len--;
+                continue;
+            }
+            if (len + (len > 1) + n + 1 > cap)
+                return 0;
+            if (len > 1)
+                out[len++] = '/';
+            memcpy(out + len, start, n);
+            len += n;
+        }
+    }
+    out[len] = '\0';
+    return len;
+}
+
+/* Reads a NUL-terminated string from the agent's memory, never asking for
+ * bytes across a page it has not checked: one remote iovec per page, so a
+ * string that ends just before an unmapped page still reads. Returns the
+ * length, -ENAMETOOLONG if no NUL within cap-1 bytes, or -errno. */
+int aegis_read_remote_string(int pid, uint64_t addr, char *out, size_t cap)
+{
+    const size_t page = 4096;
+    struct iovec local = {out, cap - 1};
+    struct iovec remote[PATH_BUF / 4096 + 2];
+    size_t nr = 0, covered = 0;
+    while (covered < cap - 1 && nr < sizeof(remote) / sizeof(remote[0])) {
+        uint64_t at = addr + covered;
+        size_t chunk = page - (size_t)(at % page);
+        if (chunk > cap - 1 - covered)
+            chunk = cap - 1 - covered;
+        remote[nr].iov_base = (void *)(uintptr_t)at;
+        remote[nr].iov_len = chunk;
+        nr++;
+        covered += chunk;
+    }
+    local.iov_len = covered;
+    ssize_t got = process_vm_readv(pid, &local, 1, remote, nr, 0);
+    if (got < 0)
+        return -errno;
+    char *nul = memchr(out, '\0', (size_t)got);
+    if (!nul) {
+        out[got] = '\0';
+        return (size_t)got == cap - 1 ? -ENAMETOOLONG : -EFAULT;
+    }
+    return (int)(nul - out);
+}
+
+static int read_remote(int pid, uint64_t addr, void *out, size_t len)
+{
+    struct iovec local = {out, len}, remote = {(void *)(uintptr_t)addr, len};
+    ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    return got == (ssize_t)len ? 0 : -EFAULT;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- per-process facts (pid, ppid, executable), cached by tid ---- */
+
+/* Tgid, PPid, filesystem uid and umask from /proc/TID/status. */
+static void read_status(int tid, struct proc_info *p)
+{
+    char file[64], buf[1024];
+    snprintf(file, sizeof(file), "/proc/%d/status", tid);
+    p->fsuid = (unsigned)-1; /* unknown: never matches, so nothing is opened on its behalf */
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    char *field;
+    if ((field = strstr(buf, "\nTgid:")))
+        p->tgid = atoi(field + 6);
+    if ((field = strstr(buf, "\nPPid:")))
+        p->ppid = atoi(field + 6);
+    if ((field = strstr(buf, "Umask:")))
+        p->umask = (unsigned)strtoul(field + 6, NULL, 8);
+    unsigned ids[4];
+    if ((field = strstr(buf, "\nUid:")) && sscanf(field + 5, "%u %u %u %u", &ids[0], &ids[1], &ids[2], &ids[3]) == 4)
+        p->fsuid = ids[3];
+}
+
+static struct proc_info *proc_lookup(struct aegis_observer *obs, int tid)
+{
+    struct proc_info *p = &obs->procs[(unsigned)tid % PROC_CACHE];
+    if (p->valid && p->tid == tid)
+        return p;
+    memset(p, 0, sizeof(*p));
+    p->tid = p->tgid = tid;
+    read_status(tid, p);
+    char file[64];
+    snprintf(file, sizeof(file), "/proc/%d/exe", tid);
+    ssize_t n = readlink(file, p->exe, sizeof(p->exe) - 1);
+    p->exe[n > 0 ? n : 0] = '\0';
+    p->valid = 1;
+    return p;
+}
+
+static void proc_forget(struct aegis_observer *obs, int tid)
+{
+    struct proc_info *p = &obs->procs[(unsigned)tid % PROC_CACHE];
+    if (p->tid == tid)
+        p->valid = 0;
+}
+
+/* ---- paths ---- */
+
+/* The directory a relative path is resolved against: the agent's cwd or dirfd. */
+static int agent_dir(int pid, int dirfd, char *out, size_t cap)
+{
+    char link[64];
+    if (dirfd == AT_FDCWD)
+        snprintf(link, sizeof(link), "/proc/%d/cwd", pid);
+    else
+        snprintf(link, sizeof(link), "/proc/%d/fd/%d", pid, dirfd);
+    ssize_t n = readlink(link, out, cap - 1);
+    if (n < 0)
+        return -errno;
+    out[n] = '\0';
+    return 0;
+}
+
+/* `/proc/self` and `/proc/thread-self` in the agent's path mean the agent, not Aegis. */
+static int agent_proc_self(char *path, int tgid, int tid)
+{
+    char tmp[PATH_BUF];
+    int len = 0;
+    if (strncmp(path, "/proc/self", 10) == 0 && (path[10] == '/' || path[10] == '\0'))
+        len = snprintf(tmp, sizeof(tmp), "/proc/%d%s", tgid, path + 10);
+    else if (strncmp(path, "/proc/thread-self", 17) == 0 && (path[17] == '/' || path[17] == '\0'))
+        len = snprintf(tmp, sizeof(tmp), "/proc/%d/task/%d%s", tgid, tid, path + 17);
+    else
+        return 0;
+    if (len >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    memcpy(path, tmp, (size_t)len + 1);
+    return 0;
+}
+
+/* Resolves symlinks in the canonical `path` component by component, as the
+ * agent would (its /proc/self; Aegis's own realpath would follow Aegis's):
+ * every component when `follow`, all but the last otherwise. Magic links of
+ * procfs (/proc/PID/fd/N, cwd, root, exe) resolve to what they name when that
+ * is a path; links to pipes, sockets and the like stay as written. Components
+ * that do not exist are kept. Returns 0, -ELOOP or -ENAMETOOLONG. */
+static int resolve_in_agent_view(char *path, int tgid, int tid, int follow)
+{
+    char out[PATH_BUF], target[PATH_BUF], next[PATH_BUF];
+    for (int hops = 0; hops <= 40; hops++) {
+        if (agent_proc_self(path, tgid, tid) < 0)
+            return -ENAMETOOLONG;
+        size_t olen = 0;
+        const char *s = path;
+        int restart = 0;
+        for (;;) {
+            while (*s == '/')
+                s++;
+            if (!*s)
+                break;
+            const char *start = s;
+            while (*s && *s != '/')
+                s++;
+            size_t n = (size_t)(s - start);
+            const char *rest = s;
+            while (*rest == '/')
+                rest++;
+            if (olen + 1 + n >= PATH_BUF)
+                return -ENAMETOOLONG;
+            out[olen++] = '/';
+            memcpy(out + olen, start, n);
+            olen += n;
+            out[olen] = '\0';
+            if (!*rest && !follow)
+                break;
+            ssize_t len = readlink(out, target, sizeof(target) - 1);
+            if (len <= 0)
+                continue; /* not a link, or not there yet */
+            target[len] = '\0';
+            if (target[0] != '/' && strncmp(out, "/proc/", 6) == 0)
+                continue; /* pipe:[N], socket:[N], anon_inode:...: not a path */
+            char *base = out;
+            if (target[0] != '/') {
+                char *slash = strrchr(out, '/');
+                *slash = '\0';
+                base = slash == out ? "/" : out;
+            }
+            if (snprintf(next, sizeof(next), "%s/%s", target, rest) >= (int)sizeof(next) ||
+                aegis_canonicalize(base, next, path, PATH_BUF) == 0)
+                return -ENAMETOOLONG;
+            restart = 1;
+            break;
+        }
+        if (!restart) {
+            if (olen == 0)
+                out[olen++] = '/';
+            out[olen] = '\0';
+            memcpy(path, out, olen + 1);
+            return 0;
+        }
+    }
+    return -ELOOP;
+}
+
+/* Reads path `addr` of the agent and leaves its canonical absolute form, with
+ * symlinks resolved in the agent's view, in `out` (PATH_BUF bytes). */
+static int agent_path(struct aegis_observer *obs, int pid, int dirfd, uint64_t addr, int follow, char *out)
+{
+    char raw[PATH_BUF], base[PATH_BUF];
+    int n = aegis_read_remote_string(pid, addr, raw, sizeof(raw));
+    if (n < 0)
+        return n;
+    base[0] = '\0';
+    if (raw[0] != '/' && agent_dir(pid, dirfd, base, sizeof(base)) < 0)
+        return -EBADF;
+    if (aegis_canonicalize(base, n ? raw : ".", out, PATH_BUF) == 0)
+        return -ENAMETOOLONG;
+    int tgid = proc_lookup(obs, pid)->tgid;
+    if (obs->cfg.resolve_symlinks)
+        return resolve_in_agent_view(out, tgid, pid, follow);
+    return agent_proc_self(out, tgid, pid);
+}
+
+static int under(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/' || (n == 1 && prefix[0] == '/'));
+}
+
+/* ---- opening on the agent's behalf ---- */
+
+/* Flags open(2) accepts; openat2 rejects anything else, open(2) ignores it. */
+#define OPEN_FLAGS (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | O_DSYNC | \
+                    FASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC | \
+                    O_SYNC | O_PATH | O_TMPFILE)
+#define ANSWERED (-3)
+
+static int open_how2(const char *path, uint64_t flags, uint64_t mode, uint64_t resolve)
+{
+    struct open_how how = {.flags = flags, .mode = mode, .resolve = resolve};
+    return (int)syscall(__NR_openat2, AT_FDCWD, path, &how, sizeof(how));
+}
+
+/* Opens `path` (already decided, canonical, symlinks resolved) for the agent and
+ * injects the descriptor as the syscall's result (SECCOMP_ADDFD_FLAG_SEND): the
+ * kernel never re-reads the agent's path buffer, so a thread rewriting it after
+ * the decision changes nothing. Symlinks are refused (RESOLVE_NO_SYMLINKS) since
+ * the decided path has none; a symlink appearing now is a race and fails.
+ * Returns ANSWERED, or 0 when the kernel must do it itself (CONTINUE): a process
+ * with other credentials than Aegis (never open with more rights than it has),
+ * openat2 resolve flags, and FIFOs (opening one could block the supervisor). */
+static int open_on_behalf(struct aegis_observer *obs, const struct seccomp_notif *req, struct proc_info *proc,
+                          const char *path, uint64_t flags, uint64_t mode)
+{
+    if (proc->fsuid != (unsigned)geteuid())
+        return 0;
+    flags &= OPEN_FLAGS;
+    uint64_t agent_cloexec = flags & O_CLOEXEC;
+    flags |= O_CLOEXEC | O_NOCTTY; /* a terminal opened here must not become Aegis's */
+    /* What is left under /proc after resolution is procfs's own (files, or links to
+     * pipes and sockets), which the agent cannot re-link: opened following links.
+     * Another process's entries stay with the kernel, where Landlock's ptrace
+     * scoping keeps the agent away from processes outside its domain (Aegis). */
+    int procfs = strncmp(path, "/proc/", 6) == 0;
+    if (procfs && path[6] >= '0' && path[6] <= '9') {
+        int owner = atoi(path + 6);
+        if (owner != proc->tgid && owner != (int)req->pid)
+            return 0;
+    }
+    uint64_t resolve = procfs ? 0 : RESOLVE_NO_SYMLINKS;
+    int fd;
+    if (flags & (O_CREAT | __O_TMPFILE)) {
+        read_status(req->pid, proc); /* the umask right now */
+        mode = mode & ~(uint64_t)proc->umask & 07777;
+    } else {
+        mode = 0;
+    }
+    if ((flags & __O_TMPFILE) == __O_TMPFILE || (flags & O_PATH)) {
+        fd = open_how2(path, flags, mode, resolve);
+    } else {
+        /* Look first with O_PATH (never blocks), then reopen that very inode. */
+        int probe = open_how2(path, O_PATH | O_CLOEXEC | (flags & (O_NOFOLLOW | O_DIRECTORY)), 0, resolve);
+        if (probe < 0 && errno == ENOENT && (flags & O_CREAT)) {
+            fd = open_how2(path, flags, mode, resolve);
+        } else if (probe < 0) {
+            fd = -1;
+        } else {
+            struct stat st;
+            int err = fstat(probe, &st) < 0 ? errno
+                      : S_ISFIFO(st.st_mode) ? -1
+                      : S_ISLNK(st.st_mode) ? ELOOP
+                      : (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) ? EEXIST : 0;
+            if (err == 0) {
+                char self[64];
+                snprintf(self, sizeof(self), "/proc/self/fd/%d", probe);
+                fd = open(self, (int)(flags & ~(uint64_t)(O_CREAT | O_EXCL | O_NOFOLLOW)));
+                err = fd < 0 ? errno : 0;
+            }
+            close(probe);
+            if (err == -1)
+                return 0;
+            if (err) {
+                fd = -1;
+                errno = err;
+            }
+        }
+    }
+    if (fd < 0) {
+        struct seccomp_notif_resp *resp = obs->resp;
+        memset(resp, 0, obs->resp_size);
+        resp->id = req->id;
+        resp->error = -errno;
+        if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0)
+            atomic_fetch_add(&obs->vanished, 1);
+        return ANSWERED;
+    }
+    struct seccomp_notif_addfd addfd = {.id = req->id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (__u32)fd,
+                                        .newfd = 0, .newfd_flags = (__u32)agent_cloexec};
+    int rc = (int)ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+    int err = errno;
+    close(fd);
+    if (rc < 0) {
+        if (err == ENOENT) {
+            atomic_fetch_add(&obs->vanished, 1);
+        } else { /* e.g. EMFILE in the agent: its open fails the same way */
+            struct seccomp_notif_resp *resp = obs->resp;
+            memset(resp, 0, obs->resp_size);
+            resp->id = req->id;
+            resp->error = -err;
+            if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0)
+                atomic_fetch_add(&obs->vanished, 1);
+        }
+    }
+    atomic_fetch_add(&obs->on_behalf, 1);
+    return ANSWERED;
+}
+
+/* ---- network ---- */
+
+static int net_rule_matches(const struct aegis_net_rule *r, int family, const uint8_t *addr, int port)
+{
+    if (r->family != family || (r->port && r->port != port))
+        return 0;
+    int bits = r->prefix_len;
+    for (int i = 0; bits > 0; i++, bits -= 8) {
+        uint8_t mask = bits >= 8 ? 0xff : (uint8_t)(0xff << (8 - bits));
+        if ((addr[i] & mask) != (r->addr[i] & mask))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- decisions and records ---- */
+
+struct event {
+    int action;
+    int policy_index;
+    int decision;
+    int64_t arg;
+    char path[PATH_BUF];
+    char extra[AEGIS_REC_EXTRA_MAX];
+    size_t extra_len;
+    int extra_truncated;
+};
+
+static int decide(struct aegis_observer *obs, struct event *ev, int pid, const char *exe)
+{
+    for (size_t i = 0; i < obs->cfg.n_protected; i++)
+        if (under(ev->path, obs->protected_paths[i])) {
+            ev->policy_index = AEGIS_POLICY_GUARD;
+            return ev->decision = AEGIS_DECISION_DENY;
+        }
+    int d = AEGIS_DECISION_RESIDUAL;
+    ev->policy_index = AEGIS_POLICY_NONE;
+    if (obs->cfg.decide && obs->cfg.table)
+        d = obs->cfg.decide(obs->cfg.table, ev->action, ev->path, strlen(ev->path), &ev->policy_index);
+    if (d == AEGIS_DECISION_RESIDUAL) {
+        atomic_fetch_add(&obs->residual, 1);
+        ev->policy_index = AEGIS_POLICY_NONE;
+        /* No slow path means no way to decide: fail closed. */
+        d = obs->cfg.residual ? obs->cfg.residual(ev->action, ev->path, pid, exe, &ev->policy_index)
+                              : AEGIS_DECISION_DENY;
+    }
+    return ev->decision = d == AEGIS_DECISION_ALLOW ? AEGIS_DECISION_ALLOW : AEGIS_DECISION_DENY;
+}
+
+static void record(struct aegis_observer *obs, const struct seccomp_notif *req, const struct proc_info *proc,
+                   const struct event *ev, int error)
+{
+    struct aegis_record rec;
+    memset(&rec, 0, offsetof(struct aegis_record, exe));
+    rec.ts_ns = now_ns();
+    rec.pid = proc->tgid;
+    rec.tid = (int32_t)req->pid;
+    rec.ppid = proc->ppid;
+    rec.action = ev->action;
+    rec.decision = ev->decision;
+    rec.policy_index = ev->policy_index;
+    rec.syscall_nr = req->data.nr;
+    rec.error = error;
+    rec.arg = ev->arg;
+    size_t n = strlen(proc->exe);
+    memcpy(rec.exe, proc->exe, n + 1);
+    n = strlen(ev->path);
+    if (n >= AEGIS_REC_PATH_MAX) {
+        n = AEGIS_REC_PATH_MAX - 1;
+        rec.truncated |= AEGIS_REC_PATH_TRUNCATED;
+    }
+    memcpy(rec.path, ev->path, n);
+    rec.path[n] = '\0';
+    rec.path_len = (uint32_t)n;
+    memcpy(rec.extra, ev->extra, ev->extra_len);
+    rec.extra[ev->extra_len] = '\0';
+    rec.extra_len = (uint32_t)ev->extra_len;
+    if (ev->extra_truncated)
+        rec.truncated |= AEGIS_REC_EXTRA_TRUNCATED;
+    /* A full ring delays the agent a little (the consumer drains every few ms),
+     * then the record is dropped and counted: never an unbounded block. */
+    if (aegis_ring_push_wait(obs->cfg.ring, &rec, obs->cfg.ring_wait_ms) == 0)
+        atomic_fetch_add(&obs->records, 1);
+}
+
+static void read_argv(int pid, uint64_t argv_addr, struct event *ev)
+{
+    ev->extra_len = 0;
+    ev->extra_truncated = 0;
+    if (!argv_addr)
+        return;
+    uint64_t ptrs[MAX_ARGV];
+    size_t count = 0;
+    for (; count < MAX_ARGV; count++)
+        if (read_remote(pid, argv_addr + count * 8, &ptrs[count], 8) < 0 || ptrs[count] == 0)
+            break;
+    if (count == MAX_ARGV)
+        ev->extra_truncated = 1;
+    for (size_t i = 0; i < count; i++) {
+        size_t room = sizeof(ev->extra) - 1 - ev->extra_len;
+        if (room < 2) {
+            ev->extra_truncated = 1;
+            break;
+        }
+        int n = aegis_read_remote_string(pid, ptrs[i], ev->extra + ev->extra_len, room);
+        if (n < 0) {
+            /* longer than the room left: keep what fits, say it was cut */
+            n = (int)strnlen(ev->extra + ev->extra_len, room - 1);
+            ev->extra_truncated = 1;
+        }
+        ev->extra_len += (size_t)n + 1;
+    }
+    if (ev->extra_len)
+        ev->extra_len--; /* no trailing separator */
+}
+
+static void format_inet(struct event *ev, const struct sockaddr_storage *ss, int *family, uint8_t addr[16], int *port)
+{
+    char host[INET6_ADDRSTRLEN];
+    memset(addr, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)ss;
+        memcpy(addr, &in->sin_addr, 4);
+        *port = ntohs(in->sin_port);
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        snprintf(ev->path, sizeof(ev->path), "%s:%d", host, *port);
+    } else {
+        const struct sockaddr_in6 *in6 = (const void *)ss;
+        memcpy(addr, &in6->sin6_addr, 16);
+        *port = ntohs(in6->sin6_port);
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(ev->path, sizeof(ev->path), "[%s]:%d", host, *port);
+    }
+    *family = ss->ss_family;
+}
+
+/* Handles one notification; returns the errno to answer (0 = let it run). */
+static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
+{
+    const int pid = (int)req->pid;
+    const __u64 *a = req->data.args;
+    const int nr = req->data.nr;
+    struct event ev[2];
+    int n_ev = 1, deny_errno = EACCES, rc = 0;
+    int is_open = 0;
+    uint64_t open_flags = 0, open_mode = 0, open_resolve = 0;
+    memset(ev, 0, sizeof(ev));
+
+    switch (nr) {
+    case __NR_exit_group:
+        ev[0].action = AEGIS_ACT_PROCESS_EXIT;
+        ev[0].arg = (int64_t)(a[0] & 0xff);
+        ev[0].decision = AEGIS_DECISION_ALLOW;
+        ev[0].policy_index = AEGIS_POLICY_NONE;
+        break;
+    case __NR_open:
+    case __NR_openat:
+    case __NR_openat2:
+    case __NR_creat: {
+        int dirfd = nr == __NR_openat || nr == __NR_openat2 ? (int)a[0] : AT_FDCWD;
+        uint64_t path = nr == __NR_openat || nr == __NR_openat2 ? a[1] : a[0];
+        uint64_t flags = nr == __NR_open ? a[1] : nr == __NR_openat ? a[2] : O_CREAT | O_WRONLY | O_TRUNC;
+        uint64_t how[3] = {0, 0, 0}; /* struct open_how: flags, mode, resolve */
+        if (nr == __NR_openat2) {
+            if (read_remote(pid, a[2], how, sizeof(how)) < 0)
+                rc = -EFAULT;
+            flags = how[0];
+        }
+        is_open = 1;
+        open_flags = flags;
+        open_mode = nr == __NR_openat2 ? how[1] : nr == __NR_open ? a[2] : nr == __NR_openat ? a[3] : a[1];
+        open_resolve = how[2];
+        int write = (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC));
+        ev[0].action = write ? AEGIS_ACT_FILE_WRITE
+                       : (flags & O_DIRECTORY) ? AEGIS_ACT_DIR_LIST : AEGIS_ACT_FILE_READ;
+        ev[0].arg = (int64_t)flags;
+        int follow = !(flags & O_NOFOLLOW) && (flags & (O_CREAT | O_EXCL)) != (O_CREAT | O_EXCL);
+        if (rc == 0)
+            rc = agent_path(obs, pid, dirfd, path, follow, ev[0].path);
+        break;
+    }
+    case __NR_execve:
+    case __NR_execveat: {
+        int at = nr == __NR_execveat;
+        ev[0].action = AEGIS_ACT_PROCESS_SPAWN;
+        rc = agent_path(obs, pid, at ? (int)a[0] : AT_FDCWD, at ? a[1] : a[0], 1, ev[0].path);
+        struct stat st;
+        /* A PATH search tries directories that lack the program: those attempts
+         * fail on their own and are not spawns. */
+        if (rc == 0 && stat(ev[0].path, &st) < 0)
+            return -1;
+        read_argv(pid, at ? a[2] : a[1], &ev[0]);
+        break;
+    }
+    case __NR_unlink:
+    case __NR_unlinkat:
+    case __NR_rmdir:
+        ev[0].action = AEGIS_ACT_FILE_DELETE;
+        rc = nr == __NR_unlinkat ? agent_path(obs, pid, (int)a[0], a[1], 0, ev[0].path)
+                                 : agent_path(obs, pid, AT_FDCWD, a[0], 0, ev[0].path);
+        break;
+    case __NR_mkdir:
+    case __NR_mkdirat:
+        ev[0].action = AEGIS_ACT_DIR_CREATE;
+        rc = nr == __NR_mkdirat ? agent_path(obs, pid, (int)a[0], a[1], 0, ev[0].path)
+                                : agent_path(obs, pid, AT_FDCWD, a[0], 0, ev[0].path);
+        break;
+    case __NR_truncate:
+        ev[0].action = AEGIS_ACT_FILE_WRITE;
+        rc = agent_path(obs, pid, AT_FDCWD, a[0], 1, ev[0].path);
+        break;
+    case __NR_rename:
+    case __NR_renameat:
+    case __NR_renameat2:
+    case __NR_link:
+    case __NR_linkat: {
+        /* The old name is removed (rename) or given a second name (link): both
+         * names are decided, and either denial denies the call. */
+        int two_dirs = nr == __NR_renameat || nr == __NR_renameat2 || nr == __NR_linkat;
+        int is_link = nr == __NR_link || nr == __NR_linkat;
+        n_ev = 2;
+        ev[0].action = is_link ? AEGIS_ACT_FILE_READ : AEGIS_ACT_FILE_DELETE;
+        ev[1].action = AEGIS_ACT_FILE_WRITE;
+        rc = two_dirs ? agent_path(obs, pid, (int)a[0], a[1], 0, ev[0].path)
+                      : agent_path(obs, pid, AT_FDCWD, a[0], 0, ev[0].path);
+        if (rc == 0)
+            rc = two_dirs ? agent_path(obs, pid, (int)a[2], a[3], 0, ev[1].path)
+                          : agent_path(obs, pid, AT_FDCWD, a[1], 0, ev[1].path);
+        break;
+    }
+    case __NR_symlink:
+    case __NR_symlinkat:
+        ev[0].action = AEGIS_ACT_FILE_WRITE;
+        rc = nr == __NR_symlinkat ? agent_path(obs, pid, (int)a[1], a[2], 0, ev[0].path)
+                                  : agent_path(obs, pid, AT_FDCWD, a[1], 0, ev[0].path);
+        break;
+    case __NR_connect:
+    case __NR_bind: {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        size_t len = a[2] < sizeof(ss) ? (size_t)a[2] : sizeof(ss);
+        if (len < sizeof(sa_family_t) || read_remote(pid, a[1], &ss, len) < 0)
+            return -1; /* the kernel rejects it by itself */
+        ev[0].action = AEGIS_ACT_NET_CONNECT;
+        if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+            int family, port;
+            uint8_t addr[16];
+            format_inet(&ev[0], &ss, &family, addr, &port);
+            ev[0].arg = port;
+            if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0)
+                return -2;
+            struct proc_info *proc = proc_lookup(obs, pid);
+            if (decide(obs, &ev[0], proc->tgid, proc->exe) != AEGIS_DECISION_ALLOW)
+                for (size_t i = 0; i < obs->cfg.n_net_rules; i++)
+                    if (net_rule_matches(&obs->net_rules[i], family, addr, port)) {
+                        ev[0].decision = AEGIS_DECISION_ALLOW;
+                        ev[0].policy_index = AEGIS_POLICY_NETLIST;
+                        break;
+                    }
+            int err = ev[0].decision == AEGIS_DECISION_ALLOW ? 0 : EACCES;
+            record(obs, req, proc, &ev[0], err);
+            return err;
+        }
+        if (ss.ss_family != AF_UNIX)
+            return -1;
+        /* Local sockets are recorded, not decided: Landlock scopes keep
+         * abstract sockets inside the sandbox. */
+        const struct sockaddr_un *un = (const void *)&ss;
+        size_t plen = len - offsetof(struct sockaddr_un, sun_path);
+        if (plen > 0 && un->sun_path[0] == '\0')
+            snprintf(ev[0].path, sizeof(ev[0].path), "unix:@%.*s", (int)(plen - 1), un->sun_path + 1);
+        else
+            snprintf(ev[0].path, sizeof(ev[0].path), "unix:%.*s", (int)strnlen(un->sun_path, plen), un->sun_path);
+        ev[0].decision = AEGIS_DECISION_ALLOW;
+        ev[0].policy_index = AEGIS_POLICY_NONE;
+        break;
+    }
+    default:
+        return -1;
+    }
+    /* A path the kernel itself cannot use fails the call the same way, so it
+     * runs unrecorded; any other reading failure (e.g. EPERM from an agent that
+     * made itself non-dumpable) is denied: never allowed unseen. */
+    if (rc == -EFAULT || rc == -ENAMETOOLONG || rc == -EBADF)
+        return -1;
+    if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0)
+        return -2;
+    struct proc_info *proc = proc_lookup(obs, pid);
+    if (rc < 0) {
+        n_ev = 1;
+        snprintf(ev[0].path, sizeof(ev[0].path), "(unreadable: errno %d)", -rc);
+        ev[0].decision = AEGIS_DECISION_DENY;
+        ev[0].policy_index = AEGIS_POLICY_NONE;
+        record(obs, req, proc, &ev[0], deny_errno);
+        return deny_errno;
+    }
+    int err = 0;
+    for (int i = 0; i < n_ev; i++)
+        if (ev[i].action != AEGIS_ACT_PROCESS_EXIT && ev[i].action != AEGIS_ACT_NET_CONNECT &&
+            decide(obs, &ev[i], proc->tgid, proc->exe) != AEGIS_DECISION_ALLOW)
+            err = deny_errno;
+    for (int i = 0; i < n_ev; i++)
+        record(obs, req, proc, &ev[i], err);
+    if (err == 0 && is_open && open_resolve == 0 && obs->cfg.open_on_behalf)
+        return open_on_behalf(obs, req, proc, ev[0].path, open_flags, open_mode);
+    return err;
+}
+
+static void answer(struct aegis_observer *obs, struct seccomp_notif_resp *resp, uint64_t id, int err)
+{
+    memset(resp, 0, obs->resp_size);
+    resp->id = id;
+    if (err > 0) {
+        resp->error = -err;
+        atomic_fetch_add(&obs->denied, 1);
+    } else {
+        resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    }
+    if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0)
+        atomic_fetch_add(&obs->vanished, 1);
+}
+
+static void *observer_main(void *arg)
+{
+    struct aegis_observer *obs = arg;
+    struct pollfd fds[2] = {{obs->cfg.listener_fd, POLLIN, 0}, {obs->stop_fd, POLLIN, 0}};
+    for (;;) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (fds[1].revents)
+            break;
+        if (!(fds[0].revents & POLLIN)) {
+            if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+                break; /* every process under the filter is gone */
+            continue;
+        }
+        memset(obs->req, 0, obs->req_size);
+        if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_RECV, obs->req) < 0)
+            continue; /* ENOENT: the caller died while we were woken */
+        atomic_fetch_add(&obs->notifications, 1);
+        int nr = obs->req->data.nr, pid = (int)obs->req->pid;
+        int err = handle(obs, obs->req);
+        if (err == ANSWERED) {
+            continue;
+        } else if (err == -2) {
+            atomic_fetch_add(&obs->vanished, 1);
+            continue;
+        }
+        answer(obs, obs->resp, obs->req->id, err > 0 ? err : 0);
+        /* after an exec or exit the cached executable is stale */
+        if (nr == __NR_execve || nr == __NR_execveat || nr == __NR_exit_group)
+            proc_forget(obs, pid);
+    }
+    atomic_store(&obs->finished, 1);
+    return NULL;
+}
+
+struct aegis_observer *aegis_observer_start(const struct aegis_observer_config *config, int *error)
+{
+    struct seccomp_notif_sizes sizes;
+    struct aegis_observer *obs = calloc(1, sizeof(*obs));
+    if (!obs) {
+        *error = ENOMEM;
+        return NULL;
+    }
+    obs->cfg = *config;
+    obs->stop_fd = -1;
+    if (syscall(__NR_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0)
+        goto fail;
+    /* the kernel's structs may be larger than this build's headers */
+    obs->req_size = sizes.seccomp_notif > sizeof(struct seccomp_notif) ? sizes.seccomp_notif
+                                                                        : sizeof(struct seccomp_notif);
+    obs->resp_size = sizes.seccomp_notif_resp > sizeof(struct seccomp_notif_resp) ? sizes.seccomp_notif_resp
+                                                                                  : sizeof(struct seccomp_notif_resp);
+    obs->req = calloc(1, obs->req_size);
+    obs->resp = calloc(1, obs->resp_size);
+    obs->protected_paths = calloc(config->n_protected + 1, sizeof(char *));
+    obs->net_rules = calloc(config->n_net_rules + 1, sizeof(struct aegis_net_rule));
+    if (!obs->req || !obs->resp || !obs->protected_paths || !obs->net_rules) {
+        errno = ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < config->n_protected; i++)
+        if (!(obs->protected_paths[i] = strdup(config->protected_paths[i]))) {
+            errno = ENOMEM;
+            goto fail;
+        }
+    if (config->n_net_rules)
+        memcpy(obs->net_rules, config->net_rules, config->n_net_rules * sizeof(struct aegis_net_rule));
+    obs->cfg.protected_paths = (const char *const *)obs->protected_paths;
+    obs->cfg.net_rules = obs->net_rules;
+    obs->sync_wakeup = ioctl(config->listener_fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                             SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) == 0;
+    if ((obs->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+        goto fail;
+    int rc = pthread_create(&obs->thread, NULL, observer_main, obs);
+    if (rc != 0) {
+        errno = rc;
+        goto fail;
+    }
+    return obs;
+fail:
+    *error = errno;
+    if (obs->stop_fd >= 0)
+        close(obs->stop_fd);
+    for (size_t i = 0; obs->protected_paths && i < config->n_protected; i++)
+        free(obs->protected_paths[i]);
+    free(obs->protected_paths);
+    free(obs->net_rules);
+    free(obs->req);
+    free(obs->resp);
+    free(obs);
+    return NULL;
+}
+
+/* Stops the thread (if still serving) and frees everything; the listener fd
+ * stays the caller's to close. */
+void aegis_observer_stop(struct aegis_observer *obs)
+{
+    uint64_t one = 1;
+    (void)!write(obs->stop_fd, &one, sizeof(one));
+    pthread_join(obs->thread, NULL);
+    close(obs->stop_fd);
+    for (size_t i = 0; i < obs->cfg.n_protected; i++)
+        free(obs->protected_paths[i]);
+    free(obs->protected_paths);
+    free(obs->net_rules);
+    free(obs->req);
+    free(obs->resp);
+    free(obs);
+}
+
+void aegis_observer_get_stats(struct aegis_observer *obs, struct aegis_observer_stats *out)
+{
+    out->notifications = atomic_load(&obs->notifications);
+    out->records = atomic_load(&obs->records);
+    out->denied = atomic_load(&obs->denied);
+    out->vanished = atomic_load(&obs->vanished);
+    out->residual = atomic_load(&obs->residual);
+    out->on_behalf = atomic_load(&obs->on_behalf);
+    out->sync_wakeup = obs->sync_wakeup;
+    out->finished = atomic_load(&obs->finished);
+}
+
+#else
+#include <errno.h>
+struct aegis_observer *aegis_observer_start(const struct aegis_observer_config *config, int *error)
+{ (void)config; *error = ENOSYS; return 0; }
+void aegis_observer_stop(struct aegis_observer *obs) { (void)obs; }
+void aegis_observer_get_stats(struct aegis_observer *obs, struct aegis_observer_stats *out) { (void)obs; (void)out; }
+size_t aegis_canonicalize(const char *base, const char *path, char *out, size_t cap)
+{ (void)base; (void)path; (void)out; (void)cap; return 0; }
+int aegis_read_remote_string(int pid, uint64_t addr, char *out, size_t cap)
+{ (void)pid; (void)addr; (void)out; (void)cap; return -ENOSYS; }
+#endif

@@ -1,0 +1,33 @@
+/* sha_chain.h: SHA-256 and the ledger's hash chain (called from aegis/ledger/chain.py).
+ *
+ * A ledger entry's leaf hash is SHA-256(0x00 || canonical record) (RFC 6962 leaf),
+ * and its chain hash is SHA-256(previous chain hash || leaf hash). One call hashes
+ * a whole batch of records, so appending or verifying N entries costs one
+ * Python -> C crossing, not N. */
+#ifndef AEGIS_SHA_CHAIN_H
+#define AEGIS_SHA_CHAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* cffi:begin */
+#define AEGIS_SHA256_LEN 32
+
+/* out = SHA-256(data[0..len)). */
+void aegis_sha256(const unsigned char *data, size_t len, unsigned char *out);
+
+/* Chain n records laid end to end in `records` (record i is lens[i] bytes).
+ * prev: the chain hash before the first record (32 bytes; all zero at genesis).
+ * chain_out: n*32 bytes, chain hash of each record.
+ * leaf_out: n*32 bytes of leaf hashes, or NULL when not wanted.
+ * Returns 0, or -1 if the lengths run past records_len (nothing written then). */
+int aegis_sha_chain(const unsigned char *prev, const unsigned char *records, size_t records_len,
+                    const uint32_t *lens, size_t n, unsigned char *chain_out, unsigned char *leaf_out);
+
+/* 1 when the CPU's SHA extensions are used, 0 for the portable code. */
+int aegis_sha256_accelerated(void);
+/* Force the portable code (1) or allow acceleration again (0); for tests and benchmarks. */
+void aegis_sha256_force_portable(int on);
+/* cffi:end */
+
+#endif

@@ -1,0 +1,45 @@
+"""Symlinks, hard links, renames, `..`, `/proc/self/root`, `/proc/self/cwd`,
+`/proc/PID/fd/N`, an `O_PATH` descriptor re-opened through /proc, `openat` with a
+dirfd opened earlier, a dirfd or cwd carried across exec, and file handles: none
+may reach ~/.ssh/id_rsa, which the workspace-write policy forbids."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from escape_support import Scenario, assert_secret_safe
+
+TECHNIQUES = [
+    "direct", "dotdot", "slashes", "symlink", "dir-symlink", "symlink-chain", "hardlink", "rename-file",
+    "rename-dir", "proc-self-root", "proc-self-cwd", "chdir-into", "proc-fd-dir", "opath-reopen",
+    "openat-dirfd", "open-by-handle", "fd-across-exec", "cwd-across-exec",
+]
+# Refused before any path is known (seccomp errno, no notification): nothing to attribute.
+NO_PATH_IN_LEDGER = {"open-by-handle"}
+
+
+def attack(scenario: Scenario, attacks, technique: str) -> list[str]:
+    s = scenario
+    return [attacks["paths"], technique, s.secret_file, s.home, s.project, s.secret, s.loot]
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+def test_control_trick_reads_the_secret_without_aegis(scenario: Scenario, attacks, technique: str):
+    if technique == "open-by-handle" and os.geteuid() != 0:
+        pytest.skip("open_by_handle_at needs CAP_DAC_READ_SEARCH (CI runs as root)")
+    proc = scenario.run_plain(attack(scenario, attacks, technique))
+    assert proc.returncode == 0 and scenario.secret in scenario.loot_text(), proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+def test_trick_does_not_reach_the_secret(scenario: Scenario, attacks, technique: str):
+    proc = scenario.run(attack(scenario, attacks, technique))
+    assert "RESULT" in proc.stdout, f"the attack did not run:\n{proc.stdout}\n{proc.stderr}"
+    assert_secret_safe(scenario, proc)
+    assert (scenario.home / ".ssh" / "id_rsa").is_file(), "the secret was moved away"
+    if technique not in NO_PATH_IN_LEDGER:
+        ssh = str(scenario.home / ".ssh")
+        denied = [e.resource for e in scenario.entries(decision="deny")]
+        assert any(r == ssh or r.startswith(ssh + "/") for r in denied), (
+            f"no denial naming the canonical path under {ssh} in the ledger: {denied[:20]}")

@@ -1,0 +1,69 @@
+"""Session lifecycle: Ctrl-C / SIGTERM end the session cleanly, daemons never
+outlive it unobserved, and the exit code is the command's."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aegis.config import load_config
+from aegis.ledger import open_ledger
+
+
+def wait_for(path: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().strip():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_ends_the_session_and_the_agent(tmp_path: Path, signum: int, expected: int) -> None:
+    marker = tmp_path / "agent.pid"
+    command = ["run", "--policy", "workspace-write", "--", "sh", "-c", f"echo $$ > {marker}; exec sleep 60"]
+    aegis = subprocess.Popen([sys.executable, "-m", "aegis", *command],
+                             cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    wait_for(marker)
+    agent = int(marker.read_text())
+    aegis.send_signal(signum)
+    _, err = aegis.communicate(timeout=30)
+    assert aegis.returncode == expected, err
+    assert "Traceback" not in err
+    assert not alive(agent)
+    ledger = open_ledger(load_config("sh"))
+    session = ledger.sessions()[-1]
+    assert session.state == "interrupted"
+    assert ledger.verify().ok
+
+
+def test_daemon_is_observed_then_ended_with_the_session(tmp_path: Path, run_aegis) -> None:
+    marker = tmp_path / "daemon.pid"
+    note = tmp_path / "daemon-wrote"
+    script = (f"setsid sh -c 'echo $$ > {marker}; echo hi > {note}; exec sleep 300' "
+              "< /dev/null > /dev/null 2>&1 & sleep 0.5; echo parent-done")
+    start = time.monotonic()
+    proc = run_aegis("wrap", "--name", "daemon", "--", "sh", "-c", script, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "parent-done"
+    assert time.monotonic() - start < 30
+    daemon = int(marker.read_text())
+    assert not alive(daemon)
+    events = list(open_ledger(load_config("daemon")).query())
+    writes = [e for e in events if e.action == "FileWrite" and e.resource == str(note)]
+    assert writes and writes[0].pid == daemon  # observed while it ran
+    ended = [e for e in events if e.action == "ObserverNote"]
+    assert ended and daemon in ended[-1].details["ended_processes"]

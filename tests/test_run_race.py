@@ -1,0 +1,96 @@
+"""A path rewritten by a second agent thread after the decision must never turn a
+denied open into an allowed one: allowed opens are done by the supervisor and the
+descriptor injected, so the kernel never re-reads the agent's buffer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aegis import paths
+from aegis.config import load_config
+from aegis.provision import create_config
+from aegis.sandbox.linux import run_session
+
+FLIPPER = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static char buf[4096];
+static const char *good, *bad;
+static volatile int stop;
+static void *flip(void *arg) {
+    (void)arg;
+    while (!stop) { strcpy(buf, bad); strcpy(buf, good); }
+    return NULL;
+}
+int main(int argc, char **argv) {
+    good = argv[1]; bad = argv[2];
+    dev_t dev = strtoull(argv[3], 0, 10); ino_t ino = strtoull(argv[4], 0, 10);
+    int rounds = atoi(argv[5]), opens = 0, hits = 0;
+    strcpy(buf, good);
+    pthread_t t; pthread_create(&t, NULL, flip, NULL);
+    for (int i = 0; i < rounds; i++) {
+        int fd = open(buf, O_RDONLY);
+        if (fd < 0) continue;
+        struct stat st; fstat(fd, &st);
+        opens++;
+        if (st.st_dev == dev && st.st_ino == ino) hits++;
+        close(fd);
+    }
+    stop = 1; pthread_join(t, NULL);
+    printf("%d %d\n", opens, hits);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def flipper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the racing agent")
+    d = tmp_path_factory.mktemp("flipper")
+    (d / "flip.c").write_text(FLIPPER)
+    subprocess.run(["gcc", "-O2", "-pthread", "-o", str(d / "flip"), str(d / "flip.c")], check=True)
+    return d / "flip"
+
+
+def race(flipper: Path, tmp_path: Path, on_behalf: bool) -> tuple[int, int]:
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("harmless\n")
+    config = create_config(paths.wrap_dir("racer"), "racer", "permit-all", tmp_path, force=True)
+    secret = config.file  # the wrap's own aegis.toml: always guarded
+    st = os.stat(secret)
+    out = tmp_path / "out.txt"
+    with open(out, "w") as fh:
+        saved = os.dup(1)
+        os.dup2(fh.fileno(), 1)
+        try:
+            run_session(load_config("racer"), [str(flipper), str(decoy), str(secret), str(st.st_dev),
+                                               str(st.st_ino), "3000"], mode="wrap", open_on_behalf=on_behalf)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+    opens, hits = map(int, out.read_text().split())
+    return opens, hits
+
+
+def test_rewritten_path_never_opens_the_guarded_file(flipper: Path, tmp_path: Path) -> None:
+    opens, hits = race(flipper, tmp_path, on_behalf=True)
+    assert opens > 0
+    assert hits == 0
+
+
+@pytest.mark.slow
+def test_without_opening_on_behalf_the_race_is_real(flipper: Path, tmp_path: Path) -> None:
+    """The control experiment: the kernel re-reading the buffer (CONTINUE) loses the race."""
+    hits = sum(race(flipper, tmp_path, on_behalf=False)[1] for _ in range(3))
+    assert hits > 0
