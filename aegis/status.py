@@ -7,12 +7,12 @@ checks run in order and later ones are skipped when what they need is missing
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass
 
 from aegis.config import Config, load_config
 from aegis.errors import AegisError
 from aegis.policy.engine import PolicyEngine, PolicyError
+from aegis.report.collect import utc
 from aegis.sandbox import capabilities
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -30,7 +30,7 @@ class StatusItem:
 
 
 def _when(ts_ns: int | None) -> str:
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ") if ts_ns else "-"
+    return utc(ts_ns).strftime("%Y-%m-%d %H:%M:%SZ") if ts_ns else "-"
 
 
 def check_config(name: str) -> tuple[StatusItem, Config | None]:

@@ -55,7 +55,8 @@
 #include <unistd.h>
 
 #define MAX_FS 32
-#define PID_SLOTS 1024
+#define PID_SLOTS 4096
+#define HELD_SPAWNS 64
 #define DIR_SLOTS 2048
 #define WRITE_SLOTS 4096
 #define HANDLE_MAX 128
@@ -77,11 +78,15 @@ struct pid_entry {
     uint32_t epoch;          /* membership epoch when checked */
     int32_t ppid;
     uint64_t checked_ns;     /* 0 = empty */
-    uint64_t spawn_ns;       /* when `spawn` was held back; 0 = none held */
     char exe[AEGIS_REC_EXE_MAX];
-    /* A ProcessSpawn waits for the exec to finish: its argv is only in
-     * /proc/PID/cmdline once the new program runs (see flush_spawn). */
-    struct aegis_record spawn;
+};
+
+/* A ProcessSpawn waits for its exec to finish: the argv is only in
+ * /proc/PID/cmdline once the new program runs (see flush_spawn). */
+struct held_spawn {
+    int32_t pid;
+    uint64_t since_ns;       /* 0 = free */
+    struct aegis_record rec;
 };
 
 struct dir_entry {
@@ -114,6 +119,7 @@ struct aegis_fan {
     unsigned n_tracked_applied;
     uint64_t dir_generation;
     int held_spawns;
+    struct held_spawn held[HELD_SPAWNS];
     _Atomic uint64_t st_events, st_records, st_outside, st_unattributed, st_unresolved, st_folded,
         st_overflows, st_by_lineage, st_forks, st_connector_lost;
     struct pid_entry pids[PID_SLOTS];
@@ -211,24 +217,58 @@ static void lineage_set(struct aegis_fan *fan, int pid, int in)
 static void push_record(struct aegis_fan *fan, struct aegis_record *rec);
 static void read_cmdline(int pid, struct aegis_record *rec);
 
-/* Emit the held ProcessSpawn of p with the argv the new program runs with. */
-static void flush_spawn(struct aegis_fan *fan, struct pid_entry *p)
+static struct held_spawn *held_for(struct aegis_fan *fan, int pid)
 {
-    if (!p->spawn_ns)
-        return;
-    read_cmdline(p->pid, &p->spawn);
-    push_record(fan, &p->spawn);
-    p->spawn_ns = 0;
+    for (int i = 0; i < HELD_SPAWNS && fan->held_spawns > 0; i++)
+        if (fan->held[i].since_ns && fan->held[i].pid == pid)
+            return &fan->held[i];
+    return NULL;
+}
+
+static void emit_held(struct aegis_fan *fan, struct held_spawn *h)
+{
+    read_cmdline(h->pid, &h->rec);
+    push_record(fan, &h->rec);
+    h->since_ns = 0;
     fan->held_spawns--;
+}
+
+/* Emit pid's held ProcessSpawn (if any) with the argv the new program runs with. */
+static void flush_spawn(struct aegis_fan *fan, int pid)
+{
+    struct held_spawn *h = held_for(fan, pid);
+    if (h)
+        emit_held(fan, h);
 }
 
 /* Flush held spawns older than min_age_ns (0: all). */
 static void flush_held_spawns(struct aegis_fan *fan, uint64_t min_age_ns)
 {
     uint64_t now = now_ns(CLOCK_MONOTONIC_COARSE);
-    for (int i = 0; i < PID_SLOTS && fan->held_spawns > 0; i++)
-        if (fan->pids[i].spawn_ns && now - fan->pids[i].spawn_ns >= min_age_ns)
-            flush_spawn(fan, &fan->pids[i]);
+    for (int i = 0; i < HELD_SPAWNS && fan->held_spawns > 0; i++)
+        if (fan->held[i].since_ns && now - fan->held[i].since_ns >= min_age_ns)
+            emit_held(fan, &fan->held[i]);
+}
+
+static void hold_spawn(struct aegis_fan *fan, const struct aegis_record *rec)
+{
+    flush_spawn(fan, rec->pid);
+    struct held_spawn *slot = NULL;
+    for (int i = 0; i < HELD_SPAWNS; i++) {
+        struct held_spawn *h = &fan->held[i];
+        if (!h->since_ns) {
+            slot = h;
+            break;
+        }
+        if (!slot || h->since_ns < slot->since_ns)
+            slot = h;
+    }
+    if (slot->since_ns)
+        emit_held(fan, slot); /* all slots busy: the oldest exec is surely over */
+    slot->pid = rec->pid;
+    memcpy(&slot->rec, rec, sizeof(*rec));
+    slot->since_ns = now_ns(CLOCK_MONOTONIC_COARSE);
+    fan->held_spawns++;
 }
 
 /* The session entry for pid, NULL when outside (or gone before we could tell). */
@@ -237,8 +277,6 @@ static struct pid_entry *session_process(struct aegis_fan *fan, int pid)
     struct pid_entry *p = &fan->pids[(uint32_t)pid % PID_SLOTS];
     uint64_t now = now_ns(CLOCK_MONOTONIC_COARSE);
     unsigned epoch = atomic_load_explicit(&fan->membership_epoch, memory_order_acquire);
-    if (p->pid != pid)
-        flush_spawn(fan, p); /* the slot changes hands */
     if (p->checked_ns == 0 || p->pid != pid || now - p->checked_ns > PID_TTL_NS || p->epoch != epoch) {
         int in = aegis_pid_in_cgroup(pid, fan->cgroup);
         if (in < 0) {
@@ -249,7 +287,7 @@ static struct pid_entry *session_process(struct aegis_fan *fan, int pid)
             }
             atomic_fetch_add_explicit(&fan->st_by_lineage, 1, memory_order_relaxed);
             if (p->pid != pid || p->checked_ns == 0) {
-                memset(p, 0, offsetof(struct pid_entry, spawn));
+                memset(p, 0, sizeof(*p));
                 p->pid = pid;
             }
             p->in_session = 1;
@@ -402,14 +440,15 @@ static void handle_event(struct aegis_fan *fan, const struct fanotify_event_meta
         proc->exe_stale = 1;
     } else if (mask & (FAN_OPEN | FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO)) {
         proc->in_exec = 0;
-        flush_spawn(fan, proc);
         if (proc->exe_stale && !read_process_facts(proc)) {
             /* already gone: the program it exec'd is the best name we have */
-            size_t n = strnlen(proc->spawn.path, sizeof(proc->exe) - 1);
-            memcpy(proc->exe, proc->spawn.path, n);
+            const struct held_spawn *h = held_for(fan, meta->pid);
+            size_t n = h ? strnlen(h->rec.path, sizeof(proc->exe) - 1) : 0;
+            memcpy(proc->exe, h ? h->rec.path : "", n);
             proc->exe[n] = '\0';
             proc->exe_stale = 0;
         }
+        flush_spawn(fan, meta->pid);
     }
 
     struct file_handle *fh = (struct file_handle *)fid->handle;
@@ -449,11 +488,8 @@ static void handle_event(struct aegis_fan *fan, const struct fanotify_event_meta
      * loader, all with FAN_OPEN_EXEC and nothing else in between: the first is the
      * spawn, the rest are reads, as a syscall observer sees them. */
     if (exec_open) {
-        flush_spawn(fan, proc);
         rec.action = AEGIS_ACT_PROCESS_SPAWN;
-        memcpy(&proc->spawn, &rec, sizeof(rec));
-        proc->spawn_ns = now_ns(CLOCK_MONOTONIC_COARSE);
-        fan->held_spawns++;
+        hold_spawn(fan, &rec);
     }
     /* Events on one (directory, name) merge in the queue, so a created file
      * usually arrives as CREATE|OPEN|MODIFY|CLOSE_WRITE: that is one FileWrite,
@@ -502,11 +538,14 @@ static void handle_fork(struct aegis_fan *fan, int parent, int child)
     atomic_fetch_add_explicit(&fan->st_forks, 1, memory_order_relaxed);
     int ours = lineage_has(fan, parent);
     lineage_set(fan, child, ours);
+    flush_spawn(fan, child); /* a new process with this number: the old one is gone */
     struct pid_entry *c = &fan->pids[(uint32_t)child % PID_SLOTS];
-    flush_spawn(fan, c);
-    memset(c, 0, offsetof(struct pid_entry, spawn));
-    if (!ours)
-        return; /* empty slot: the next event of this pid asks /proc */
+    if (!ours) {
+        if (c->pid == child)
+            memset(c, 0, sizeof(*c)); /* the next event of this pid asks /proc */
+        return;
+    }
+    memset(c, 0, sizeof(*c));
     const struct pid_entry *p = &fan->pids[(uint32_t)parent % PID_SLOTS];
     c->pid = child;
     c->in_session = 1;

@@ -322,6 +322,17 @@ static int under(const char *path, const char *prefix)
     return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/' || (n == 1 && prefix[0] == '/'));
 }
 
+struct event {
+    int action;
+    int policy_index;
+    int decision;
+    int64_t arg;
+    char path[PATH_BUF];
+    char extra[AEGIS_REC_EXTRA_MAX];
+    size_t extra_len;
+    int extra_truncated;
+};
+
 /* ---- opening on the agent's behalf ---- */
 
 /* Flags open(2) accepts; openat2 rejects anything else, open(2) ignores it. */
@@ -336,97 +347,238 @@ static int open_how2(const char *path, uint64_t flags, uint64_t mode, uint64_t r
     return (int)syscall(__NR_openat2, AT_FDCWD, path, &how, sizeof(how));
 }
 
+/* Answers notification `id` with `fd` installed in the agent (SECCOMP_ADDFD_FLAG_SEND:
+ * atomically its syscall's result), or with -err when fd < 0. Consumes fd.
+ * Returns 0, or -1 when the agent is gone. `resp` is scratch of resp_size bytes. */
+static int inject(int listener, struct seccomp_notif_resp *resp, size_t resp_size, uint64_t id, int fd, int err,
+                  uint32_t newfd_flags)
+{
+    if (fd >= 0) {
+        struct seccomp_notif_addfd addfd = {.id = id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (__u32)fd,
+                                            .newfd = 0, .newfd_flags = newfd_flags};
+        int rc = (int)ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+        err = errno;
+        close(fd);
+        if (rc >= 0)
+            return 0;
+        if (err == ENOENT)
+            return -1;
+        /* e.g. EMFILE in the agent: its open fails the way its own would */
+    }
+    memset(resp, 0, resp_size);
+    resp->id = id;
+    resp->error = -err;
+    return ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0 ? -1 : 0;
+}
+
+/* Opening a FIFO blocks until the other end is opened, possibly by another
+ * agent process whose open the supervisor must serve meanwhile: such an open
+ * runs in its own thread. It owns everything it uses (a listener duplicate),
+ * so it may outlive the observer if the other end never comes. */
+struct fifo_open {
+    int listener, probe, flags;
+    uint32_t newfd_flags;
+    uint64_t id;
+    size_t resp_size;
+};
+
+static void *fifo_opener(void *arg)
+{
+    struct fifo_open *f = arg;
+    char self[64];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", f->probe);
+    int fd = open(self, f->flags);
+    int err = errno;
+    close(f->probe);
+    struct seccomp_notif_resp *resp = calloc(1, f->resp_size);
+    if (resp)
+        inject(f->listener, resp, f->resp_size, f->id, fd, err, f->newfd_flags);
+    else if (fd >= 0)
+        close(fd);
+    free(resp);
+    close(f->listener);
+    free(f);
+    return NULL;
+}
+
+static int open_fifo_in_thread(struct aegis_observer *obs, uint64_t id, int probe, int flags, uint32_t newfd_flags)
+{
+    struct fifo_open *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    *f = (struct fifo_open){.listener = fcntl(obs->cfg.listener_fd, F_DUPFD_CLOEXEC, 0), .probe = probe,
+                            .flags = flags, .newfd_flags = newfd_flags, .id = id, .resp_size = obs->resp_size};
+    pthread_attr_t attr;
+    pthread_t thread;
+    int rc = f->listener < 0 ? errno : pthread_attr_init(&attr);
+    if (rc == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        rc = pthread_create(&thread, &attr, fifo_opener, f);
+        pthread_attr_destroy(&attr);
+    }
+    if (rc != 0) {
+        if (f->listener >= 0)
+            close(f->listener);
+        free(f);
+        return -rc;
+    }
+    return 0;
+}
+
 /* Opens `path` (already decided, canonical, symlinks resolved) for the agent and
- * injects the descriptor as the syscall's result (SECCOMP_ADDFD_FLAG_SEND): the
- * kernel never re-reads the agent's path buffer, so a thread rewriting it after
- * the decision changes nothing. Symlinks are refused (RESOLVE_NO_SYMLINKS) since
- * the decided path has none; a symlink appearing now is a race and fails.
+ * injects the descriptor as the syscall's result: the kernel never re-reads the
+ * agent's path buffer, so a thread rewriting it after the decision changes
+ * nothing. Symlinks are refused (RESOLVE_NO_SYMLINKS) since the decided path has
+ * none; one appearing now is a race and fails. What remains under /proc after
+ * resolution is procfs's own (files, links to pipes and sockets), which the
+ * agent cannot re-link: opened following links (entries of processes outside
+ * the sandbox never get here, see outside_proc).
  * Returns ANSWERED, or 0 when the kernel must do it itself (CONTINUE): a process
- * with other credentials than Aegis (never open with more rights than it has),
- * openat2 resolve flags, and FIFOs (opening one could block the supervisor). */
+ * with other credentials than Aegis (never open with more rights than it has)
+ * and openat2 calls with resolve flags (the caller checks those). */
 static int open_on_behalf(struct aegis_observer *obs, const struct seccomp_notif *req, struct proc_info *proc,
                           const char *path, uint64_t flags, uint64_t mode)
 {
     if (proc->fsuid != (unsigned)geteuid())
         return 0;
     flags &= OPEN_FLAGS;
-    uint64_t agent_cloexec = flags & O_CLOEXEC;
+    uint32_t newfd_flags = (uint32_t)(flags & O_CLOEXEC);
     flags |= O_CLOEXEC | O_NOCTTY; /* a terminal opened here must not become Aegis's */
-    /* What is left under /proc after resolution is procfs's own (files, or links to
-     * pipes and sockets), which the agent cannot re-link: opened following links.
-     * Another process's entries stay with the kernel, where Landlock's ptrace
-     * scoping keeps the agent away from processes outside its domain (Aegis). */
-    int procfs = strncmp(path, "/proc/", 6) == 0;
-    if (procfs && path[6] >= '0' && path[6] <= '9') {
-        int owner = atoi(path + 6);
-        if (owner != proc->tgid && owner != (int)req->pid)
-            return 0;
-    }
-    uint64_t resolve = procfs ? 0 : RESOLVE_NO_SYMLINKS;
-    int fd;
+    uint64_t resolve = strncmp(path, "/proc/", 6) == 0 ? 0 : RESOLVE_NO_SYMLINKS;
     if (flags & (O_CREAT | __O_TMPFILE)) {
         read_status(req->pid, proc); /* the umask right now */
         mode = mode & ~(uint64_t)proc->umask & 07777;
     } else {
         mode = 0;
     }
+    int fd, err = 0;
+    atomic_fetch_add(&obs->on_behalf, 1);
     if ((flags & __O_TMPFILE) == __O_TMPFILE || (flags & O_PATH)) {
         fd = open_how2(path, flags, mode, resolve);
+        err = errno;
     } else {
-        /* Look first with O_PATH (never blocks), then reopen that very inode. */
-        int probe = open_how2(path, O_PATH | O_CLOEXEC | (flags & (O_NOFOLLOW | O_DIRECTORY)), 0, resolve);
-        if (probe < 0 && errno == ENOENT && (flags & O_CREAT)) {
-            fd = open_how2(path, flags, mode, resolve);
-        } else if (probe < 0) {
+        /* A FIFO opened in blocking mode waits for its other end, perhaps opened by
+         * another agent process this supervisor must serve meanwhile: it gets a
+         * thread. Anything else is opened non-blocking (a FIFO swapped in since
+         * the stat cannot stall the supervisor either), then given the agent's
+         * own mode back. */
+        struct stat st;
+        int fifo = !(flags & O_NONBLOCK) &&
+                   fstatat(AT_FDCWD, path, &st, resolve ? AT_SYMLINK_NOFOLLOW : 0) == 0 && S_ISFIFO(st.st_mode);
+        if (fifo) {
+            int probe = open_how2(path, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0, resolve);
+            int reopen = (int)(flags & ~(uint64_t)(O_CREAT | O_EXCL | O_NOFOLLOW));
+            int rc = probe < 0 ? -errno : open_fifo_in_thread(obs, req->id, probe, reopen, newfd_flags);
+            if (rc == 0)
+                return ANSWERED;
+            if (probe >= 0)
+                close(probe);
             fd = -1;
+            err = -rc;
         } else {
-            struct stat st;
-            int err = fstat(probe, &st) < 0 ? errno
-                      : S_ISFIFO(st.st_mode) ? -1
-                      : S_ISLNK(st.st_mode) ? ELOOP
-                      : (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) ? EEXIST : 0;
-            if (err == 0) {
-                char self[64];
-                snprintf(self, sizeof(self), "/proc/self/fd/%d", probe);
-                fd = open(self, (int)(flags & ~(uint64_t)(O_CREAT | O_EXCL | O_NOFOLLOW)));
-                err = fd < 0 ? errno : 0;
-            }
-            close(probe);
-            if (err == -1)
-                return 0;
-            if (err) {
-                fd = -1;
-                errno = err;
-            }
+            fd = open_how2(path, flags | O_NONBLOCK, mode, resolve);
+            err = errno;
+            if (fd >= 0 && !(flags & O_NONBLOCK))
+                fcntl(fd, F_SETFL, (int)(flags & (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME)));
         }
     }
-    if (fd < 0) {
-        struct seccomp_notif_resp *resp = obs->resp;
-        memset(resp, 0, obs->resp_size);
-        resp->id = req->id;
-        resp->error = -errno;
-        if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0)
-            atomic_fetch_add(&obs->vanished, 1);
-        return ANSWERED;
+    if (inject(obs->cfg.listener_fd, obs->resp, obs->resp_size, req->id, fd, err, newfd_flags) < 0)
+        atomic_fetch_add(&obs->vanished, 1);
+    return ANSWERED;
+}
+
+/* The directory holding `path` (canonical, symlinks resolved), opened without
+ * following any symlink; *base is its last component. -errno on failure. */
+static int open_parent(const char *path, const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash[1] == '\0')
+        return -EBUSY; /* "/" itself: nothing to create, remove or rename */
+    char dir[PATH_BUF];
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    *base = slash + 1;
+    int fd = open_how2(dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                       strncmp(dir, "/proc/", 6) == 0 ? 0 : RESOLVE_NO_SYMLINKS);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Unlink, rmdir, mkdir, rename, link, symlink and truncate done by the
+ * supervisor on the decided paths, the result returned as the syscall's (the
+ * same reason as open_on_behalf: the agent's buffers are never read twice).
+ * Returns ANSWERED, or 0 to let the kernel do it (other credentials than
+ * Aegis's; linkat following symlinks). */
+static int path_op_on_behalf(struct aegis_observer *obs, const struct seccomp_notif *req, struct proc_info *proc,
+                             const struct event *ev)
+{
+    const __u64 *a = req->data.args;
+    const int nr = req->data.nr;
+    if (proc->fsuid != (unsigned)geteuid() || (nr == __NR_linkat && a[4] != 0))
+        return 0;
+    const char *base = NULL, *base2 = NULL;
+    int dirfd = open_parent(ev[0].path, &base), dirfd2 = -1, rc = -1, err = 0;
+    char target[PATH_BUF];
+    if (dirfd < 0) {
+        err = -dirfd;
+        goto answer;
     }
-    struct seccomp_notif_addfd addfd = {.id = req->id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (__u32)fd,
-                                        .newfd = 0, .newfd_flags = (__u32)agent_cloexec};
-    int rc = (int)ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-    int err = errno;
-    close(fd);
-    if (rc < 0) {
-        if (err == ENOENT) {
-            atomic_fetch_add(&obs->vanished, 1);
-        } else { /* e.g. EMFILE in the agent: its open fails the same way */
-            struct seccomp_notif_resp *resp = obs->resp;
-            memset(resp, 0, obs->resp_size);
-            resp->id = req->id;
-            resp->error = -err;
-            if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_SEND, resp) < 0)
-                atomic_fetch_add(&obs->vanished, 1);
+    switch (nr) {
+    case __NR_unlink:
+    case __NR_unlinkat:
+    case __NR_rmdir:
+        rc = unlinkat(dirfd, base, nr == __NR_rmdir ? AT_REMOVEDIR
+                                   : nr == __NR_unlinkat ? (int)(a[2] & AT_REMOVEDIR) : 0);
+        break;
+    case __NR_mkdir:
+    case __NR_mkdirat:
+        read_status(req->pid, proc);
+        rc = mkdirat(dirfd, base, (mode_t)((nr == __NR_mkdir ? a[1] : a[2]) & ~(uint64_t)proc->umask & 07777));
+        break;
+    case __NR_symlink:
+    case __NR_symlinkat:
+        /* the link's contents are data, read once */
+        rc = aegis_read_remote_string((int)req->pid, a[0], target, sizeof(target));
+        if (rc < 0) {
+            errno = rc == -ENAMETOOLONG ? ENAMETOOLONG : EFAULT;
+            rc = -1;
+        } else {
+            rc = symlinkat(target, dirfd, base);
         }
+        break;
+    case __NR_truncate: {
+        int fd = openat(dirfd, base, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        rc = fd < 0 ? -1 : ftruncate(fd, (off_t)a[1]);
+        if (fd >= 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+        }
+        break;
     }
+    default: /* rename*, link*: a second name */
+        dirfd2 = open_parent(ev[1].path, &base2);
+        if (dirfd2 < 0) {
+            errno = -dirfd2;
+            break;
+        }
+        if (nr == __NR_link || nr == __NR_linkat)
+            rc = linkat(dirfd, base, dirfd2, base2, 0);
+        else
+            rc = renameat2(dirfd, base, dirfd2, base2, nr == __NR_renameat2 ? (unsigned)a[4] : 0);
+        break;
+    }
+    err = rc < 0 ? errno : 0;
+    close(dirfd);
+    if (dirfd2 >= 0)
+        close(dirfd2);
+answer:
     atomic_fetch_add(&obs->on_behalf, 1);
+    memset(obs->resp, 0, obs->resp_size);
+    obs->resp->id = req->id;
+    obs->resp->error = -err;
+    if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_SEND, obs->resp) < 0)
+        atomic_fetch_add(&obs->vanished, 1);
     return ANSWERED;
 }
 
@@ -447,16 +599,53 @@ static int net_rule_matches(const struct aegis_net_rule *r, int family, const ui
 
 /* ---- decisions and records ---- */
 
-struct event {
-    int action;
-    int policy_index;
-    int decision;
-    int64_t arg;
-    char path[PATH_BUF];
-    char extra[AEGIS_REC_EXTRA_MAX];
-    size_t extra_len;
-    int extra_truncated;
-};
+
+/* 1 if process `pid` is in the sandbox: Aegis is among its ancestors (orphans
+ * of the agent are re-parented to Aegis, its subreaper). Aegis itself is not. */
+static int in_sandbox(int pid)
+{
+    const int self = getpid();
+    for (int depth = 0; depth < 128 && pid > 1 && pid != self; depth++) {
+        char file[64], buf[512];
+        snprintf(file, sizeof(file), "/proc/%d/status", pid);
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return 0;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            return 0;
+        buf[n] = '\0';
+        char *ppid = strstr(buf, "\nPPid:");
+        if (!ppid)
+            return 0;
+        pid = atoi(ppid + 6);
+        if (pid == self)
+            return 1;
+    }
+    return 0;
+}
+
+/* Entries of /proc/PID that any process may read about any other (ps, top). */
+static const char *const PROC_PUBLIC[] = {"stat", "status", "statm", "cmdline", "comm"};
+
+/* 1 if `path` reaches into /proc/N of a process outside the sandbox (Aegis, or
+ * anything else on the machine) beyond its public entries. Landlock's ptrace
+ * scoping gives the same protection in the kernel; here it also holds for the
+ * opens the supervisor makes on the agent's behalf. */
+static int outside_proc(const char *path)
+{
+    if (strncmp(path, "/proc/", 6) != 0 || path[6] < '1' || path[6] > '9')
+        return 0;
+    char *end;
+    long pid = strtol(path + 6, &end, 10);
+    if ((*end != '/' && *end != '\0') || end[*end == '/'] == '\0')
+        return 0; /* not a pid, or the directory itself (its entry names are harmless) */
+    for (size_t i = 0; i < sizeof(PROC_PUBLIC) / sizeof(PROC_PUBLIC[0]); i++)
+        if (strcmp(end + 1, PROC_PUBLIC[i]) == 0)
+            return 0;
+    return !in_sandbox((int)pid);
+}
 
 static int decide(struct aegis_observer *obs, struct event *ev, int pid, const char *exe)
 {
@@ -465,6 +654,10 @@ static int decide(struct aegis_observer *obs, struct event *ev, int pid, const c
             ev->policy_index = AEGIS_POLICY_GUARD;
             return ev->decision = AEGIS_DECISION_DENY;
         }
+    if (ev->action != AEGIS_ACT_NET_CONNECT && outside_proc(ev->path)) {
+        ev->policy_index = AEGIS_POLICY_GUARD;
+        return ev->decision = AEGIS_DECISION_DENY;
+    }
     int d = AEGIS_DECISION_RESIDUAL;
     ev->policy_index = AEGIS_POLICY_NONE;
     if (obs->cfg.decide && obs->cfg.table)
@@ -574,7 +767,7 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
     const int nr = req->data.nr;
     struct event ev[2];
     int n_ev = 1, deny_errno = EACCES, rc = 0;
-    int is_open = 0;
+    int is_open = 0, path_op = 0;
     uint64_t open_flags = 0, open_mode = 0, open_resolve = 0;
     memset(ev, 0, sizeof(ev));
 
@@ -628,17 +821,20 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
     case __NR_unlinkat:
     case __NR_rmdir:
         ev[0].action = AEGIS_ACT_FILE_DELETE;
+        path_op = 1;
         rc = nr == __NR_unlinkat ? agent_path(obs, pid, (int)a[0], a[1], 0, ev[0].path)
                                  : agent_path(obs, pid, AT_FDCWD, a[0], 0, ev[0].path);
         break;
     case __NR_mkdir:
     case __NR_mkdirat:
         ev[0].action = AEGIS_ACT_DIR_CREATE;
+        path_op = 1;
         rc = nr == __NR_mkdirat ? agent_path(obs, pid, (int)a[0], a[1], 0, ev[0].path)
                                 : agent_path(obs, pid, AT_FDCWD, a[0], 0, ev[0].path);
         break;
     case __NR_truncate:
         ev[0].action = AEGIS_ACT_FILE_WRITE;
+        path_op = 1;
         rc = agent_path(obs, pid, AT_FDCWD, a[0], 1, ev[0].path);
         break;
     case __NR_rename:
@@ -652,6 +848,7 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
         int is_link = nr == __NR_link || nr == __NR_linkat;
         n_ev = 2;
         ev[0].action = is_link ? AEGIS_ACT_FILE_READ : AEGIS_ACT_FILE_DELETE;
+        path_op = 1;
         ev[1].action = AEGIS_ACT_FILE_WRITE;
         rc = two_dirs ? agent_path(obs, pid, (int)a[0], a[1], 0, ev[0].path)
                       : agent_path(obs, pid, AT_FDCWD, a[0], 0, ev[0].path);
@@ -663,6 +860,7 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
     case __NR_symlink:
     case __NR_symlinkat:
         ev[0].action = AEGIS_ACT_FILE_WRITE;
+        path_op = 1;
         rc = nr == __NR_symlinkat ? agent_path(obs, pid, (int)a[1], a[2], 0, ev[0].path)
                                   : agent_path(obs, pid, AT_FDCWD, a[1], 0, ev[0].path);
         break;
@@ -735,6 +933,8 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
         record(obs, req, proc, &ev[i], err);
     if (err == 0 && is_open && open_resolve == 0 && obs->cfg.open_on_behalf)
         return open_on_behalf(obs, req, proc, ev[0].path, open_flags, open_mode);
+    if (err == 0 && path_op && obs->cfg.open_on_behalf)
+        return path_op_on_behalf(obs, req, proc, ev);
     return err;
 }
 

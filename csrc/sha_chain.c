@@ -219,3 +219,45 @@ int aegis_sha_chain(const unsigned char *prev, const unsigned char *records, siz
     }
     return 0;
 }
+
+static void to_hex(const unsigned char *hash, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = digits[hash[i] >> 4];
+        out[2 * i + 1] = digits[hash[i] & 15];
+    }
+}
+
+long aegis_sha_chain_check(const unsigned char *prev, const unsigned char *stored, size_t stored_len,
+                           const uint32_t *lens, size_t n, unsigned char *last_out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += lens[i];
+        if (lens[i] < 128 || total > stored_len)
+            return -2;
+    }
+    compress_fn compress = pick_compress();
+    static const unsigned char leaf_prefix[1] = {0x00};
+    unsigned char link[64], chained[32];
+    char hex[64];
+    memcpy(link, prev, 32);
+    size_t i;
+    for (i = 0; i < n; i++) {
+        /* The stored previous hash must be the chain hash so far... */
+        to_hex(link, hex);
+        if (memcmp(stored, hex, 64) != 0)
+            break;
+        /* ...and the stored hash the chain hash over this record. */
+        sha256_pair(compress, leaf_prefix, 1, stored + 128, lens[i] - 128, link + 32);
+        sha256_pair(compress, link, 64, NULL, 0, chained);
+        to_hex(chained, hex);
+        if (memcmp(stored + 64, hex, 64) != 0)
+            break;
+        memcpy(link, chained, 32);
+        stored += lens[i];
+    }
+    memcpy(last_out, link, 32);
+    return i == n ? -1 : (long)i;
+}

@@ -24,6 +24,16 @@ void aegis_sha256(const unsigned char *data, size_t len, unsigned char *out);
 int aegis_sha_chain(const unsigned char *prev, const unsigned char *records, size_t records_len,
                     const uint32_t *lens, size_t n, unsigned char *chain_out, unsigned char *leaf_out);
 
+/* Verify n stored entries in one call. Entry i is lens[i] bytes laid end to end in
+ * `stored`: its previous hash and its hash as 64 lowercase hex digits each, then its
+ * canonical record. prev: the chain hash before the first entry (32 bytes).
+ * Returns -1 when every entry links to its predecessor and its hash is the chain
+ * hash of its record, else the index of the first entry that does not (-2 if the
+ * lengths run past stored_len). last_out (32 bytes): the chain hash of the last
+ * entry checked and found good, or prev. */
+long aegis_sha_chain_check(const unsigned char *prev, const unsigned char *stored, size_t stored_len,
+                           const uint32_t *lens, size_t n, unsigned char *last_out);
+
 /* 1 when the CPU's SHA extensions are used, 0 for the portable code. */
 int aegis_sha256_accelerated(void);
 /* Force the portable code (1) or allow acceleration again (0); for tests and benchmarks. */

@@ -53,18 +53,26 @@ def test_concurrent_writers_never_fork_the_chain(tmp_path: Path) -> None:
         assert len({e.source for e in entries[start:start + 50]}) == 1
 
 
+def count_events(directory: Path) -> int:
+    with sqlite3.connect(directory / "ledger.db") as conn:
+        return conn.execute("SELECT count(*) FROM entries WHERE kind = 'event'").fetchone()[0]
+
+
 def test_sigkill_mid_batch_leaves_a_verifiable_ledger(tmp_path: Path) -> None:
     open_test_ledger(tmp_path).close()
     size = 20_000
     for round_ in range(3):
         writer = start_writer(tmp_path, f"k{round_}", batches=-1, size=size, session=True)
         assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
-        time.sleep(0.3 + 0.2 * round_)
+        committed = count_events(tmp_path)
+        deadline = time.monotonic() + 60
+        while count_events(tmp_path) == committed and time.monotonic() < deadline:
+            time.sleep(0.02)  # wait for one batch to land, then kill during a later one
+        time.sleep(0.05 + 0.1 * round_)
         writer.send_signal(signal.SIGKILL)
         assert writer.wait(timeout=30) == -signal.SIGKILL
-    with sqlite3.connect(tmp_path / "ledger.db") as conn:
-        events = conn.execute("SELECT count(*) FROM entries WHERE kind = 'event'").fetchone()[0]
-    assert events > 0 and events % size == 0  # every batch landed whole or not at all
+    events = count_events(tmp_path)
+    assert events >= 3 * size and events % size == 0  # every batch landed whole or not at all
     with open_test_ledger(tmp_path) as ledger:
         sessions = ledger.sessions()
         result = ledger.verify()

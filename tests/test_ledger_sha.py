@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from aegis.ledger.chain import GENESIS, chain_records, hash_accelerated, sha256
+from aegis.ledger.chain import GENESIS, chain_records, check_stored, hash_accelerated, sha256
 from aegis.native import ffi, lib
 
 # FIPS 180-2 appendix B / NIST CSRC example values.
@@ -87,3 +87,38 @@ def test_lengths_beyond_the_buffer_are_refused_without_writing() -> None:
 def test_previous_hash_must_be_32_bytes() -> None:
     with pytest.raises(ValueError):
         chain_records(b"short", [b"x"])
+
+
+def stored_rows(records: list[bytes], prev: bytes = GENESIS) -> list[bytes]:
+    chain, _ = chain_records(prev, records)
+    links = prev + chain
+    return [links[i * 32:(i + 1) * 32].hex().encode() + links[(i + 1) * 32:(i + 2) * 32].hex().encode() + record
+            for i, record in enumerate(records)]
+
+
+def test_check_stored_accepts_a_good_batch_and_carries_the_chain(implementation: str) -> None:
+    records = [os.urandom(i % 300) for i in range(500)]
+    rows = stored_rows(records)
+    bad, last = check_stored(GENESIS, rows[:200])
+    assert bad is None and last == chain_records(GENESIS, records[:200])[0][-32:]
+    assert check_stored(last, rows[200:]) == (None, chain_records(GENESIS, records)[0][-32:])
+    assert check_stored(GENESIS, []) == (None, GENESIS)
+
+
+@pytest.mark.parametrize(("offset", "what"), [(3, "previous hash"), (70, "hash"), (130, "record")])
+def test_check_stored_finds_the_first_bad_entry(offset: int, what: str) -> None:
+    rows = stored_rows([b"record %d" % i + bytes(20) for i in range(50)])
+    damaged = bytearray(rows[17])
+    damaged[offset] ^= 1
+    rows[17] = bytes(damaged)
+    bad, last = check_stored(GENESIS, rows)
+    assert bad == 17, what
+    assert last == bytes.fromhex(rows[17][:64].decode()) if offset != 3 else len(last) == 32
+
+
+def test_check_stored_refuses_entries_too_short_for_their_hashes() -> None:
+    lens = ffi.new("uint32_t[]", [127])
+    last = ffi.new("unsigned char[32]")
+    assert lib.aegis_sha_chain_check(GENESIS, b"x" * 127, 127, lens, 1, last) == -2
+    lens = ffi.new("uint32_t[]", [200])
+    assert lib.aegis_sha_chain_check(GENESIS, b"x" * 150, 150, lens, 1, last) == -2

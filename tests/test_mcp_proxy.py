@@ -16,7 +16,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from aegis import paths
 from aegis.config import load_config
-from aegis.integrations.mcp_proxy import ToolCallFilter, parse_message
+from aegis.integrations.mcp_proxy import ToolCallFilter, parse_message, read_lines
 from aegis.integrations.toolcall import ToolGate
 from aegis.ledger import open_ledger
 from aegis.provision import create_config
@@ -253,3 +253,23 @@ def test_unwritable_ledger_means_the_server_never_starts(run_aegis, config, tmp_
     proc = run_aegis("mcp-proxy", "--config", config, "--", "sh", "-c", f"touch {marker}; cat", input="")
     assert_one_line_error(proc)
     assert not marker.exists()
+
+
+def test_server_exiting_first_ends_the_proxy_cleanly(config):
+    """The client still holds its end open: the proxy must not hang or abort on its reader thread."""
+    proc = subprocess.Popen(proxy_argv(config, "fixture", "sh", "-c", "exit 4"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.wait(timeout=60) == 4
+        assert b"Fatal Python error" not in proc.stderr.read()
+    finally:
+        proc.stdin.close()
+
+
+def test_read_lines_joins_lines_across_reads():
+    read, write = os.pipe()
+    os.write(write, b'{"a":\n1}\n' + b"x" * 200000 + b"\nlast")
+    os.close(write)
+    lines = list(read_lines(read, chunk=7))
+    os.close(read)
+    assert lines == [b'{"a":\n', b"1}\n", b"x" * 200000 + b"\n", b"last"]

@@ -325,6 +325,17 @@ def test_hostile_values_are_escaped(demo) -> None:
     assert "/tmp/<script>alert" in render_report(report, "text")
 
 
+def test_empty_ledger_renders_in_every_format(aegis_home: Path, tmp_path: Path) -> None:
+    create_config(aegis_home / "empty", "empty", "default-deny", tmp_path)
+    config = load_config("empty")
+    with open_ledger(config):
+        pass
+    report = build_report(config)
+    assert report["totals"]["events"] == 0 and report["timeline"] == [] and report["integrity"]["ok"]
+    assert "none in this period" in render_report(report, "html")
+    assert "events 0:" in render_report(report, "text")
+
+
 def test_bad_input_is_one_line_error(demo, run_aegis) -> None:
     from conftest import assert_one_line_error
 

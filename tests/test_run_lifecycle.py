@@ -67,3 +67,21 @@ def test_daemon_is_observed_then_ended_with_the_session(tmp_path: Path, run_aegi
     assert writes and writes[0].pid == daemon  # observed while it ran
     ended = [e for e in events if e.action == "ObserverNote"]
     assert ended and daemon in ended[-1].details["ended_processes"]
+
+
+def test_terminal_passes_through_to_an_interactive_agent(tmp_path: Path) -> None:
+    """In a TTY the agent reads the terminal, sees it as a terminal, and gets Ctrl-C itself."""
+    import pexpect
+
+    script = 'test -t 0 && echo is-a-tty; read x; echo "got $x"; sleep 30'
+    args = ["-m", "aegis", "run", "--policy", "workspace-write", "--", "sh", "-c", script]
+    child = pexpect.spawn(sys.executable, args, cwd=str(tmp_path), timeout=30, encoding="utf-8")
+    child.expect("is-a-tty")
+    child.sendline("hello")
+    child.expect("got hello")
+    time.sleep(0.3)
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert open_ledger(load_config("sh")).sessions()[-1].state == "interrupted"

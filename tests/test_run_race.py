@@ -36,9 +36,14 @@ int main(int argc, char **argv) {
     good = argv[1]; bad = argv[2];
     dev_t dev = strtoull(argv[3], 0, 10); ino_t ino = strtoull(argv[4], 0, 10);
     int rounds = atoi(argv[5]), opens = 0, hits = 0;
+    int unlinking = argc > 6;
     strcpy(buf, good);
     pthread_t t; pthread_create(&t, NULL, flip, NULL);
-    for (int i = 0; i < rounds; i++) {
+    for (int i = 0; unlinking && i < rounds; i++) {
+        close(open(good, O_CREAT | O_WRONLY, 0600));
+        if (unlink(buf) == 0) opens++;
+    }
+    for (int i = 0; !unlinking && i < rounds; i++) {
         int fd = open(buf, O_RDONLY);
         if (fd < 0) continue;
         struct stat st; fstat(fd, &st);
@@ -63,7 +68,7 @@ def flipper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "flip"
 
 
-def race(flipper: Path, tmp_path: Path, on_behalf: bool) -> tuple[int, int]:
+def race(flipper: Path, tmp_path: Path, on_behalf: bool, unlinking: bool = False) -> tuple[int, int]:
     decoy = tmp_path / "decoy.txt"
     decoy.write_text("harmless\n")
     config = create_config(paths.wrap_dir("racer"), "racer", "permit-all", tmp_path, force=True)
@@ -75,7 +80,8 @@ def race(flipper: Path, tmp_path: Path, on_behalf: bool) -> tuple[int, int]:
         os.dup2(fh.fileno(), 1)
         try:
             run_session(load_config("racer"), [str(flipper), str(decoy), str(secret), str(st.st_dev),
-                                               str(st.st_ino), "3000"], mode="wrap", open_on_behalf=on_behalf)
+                                               str(st.st_ino), "3000", *(["unlink"] if unlinking else [])],
+                        mode="wrap", open_on_behalf=on_behalf)
         finally:
             os.dup2(saved, 1)
             os.close(saved)
@@ -89,8 +95,42 @@ def test_rewritten_path_never_opens_the_guarded_file(flipper: Path, tmp_path: Pa
     assert hits == 0
 
 
+def test_rewritten_path_never_unlinks_the_guarded_file(flipper: Path, tmp_path: Path) -> None:
+    unlinked, _ = race(flipper, tmp_path, on_behalf=True, unlinking=True)
+    assert unlinked > 0
+    assert load_config("racer").file.exists()
+
+
 @pytest.mark.slow
 def test_without_opening_on_behalf_the_race_is_real(flipper: Path, tmp_path: Path) -> None:
     """The control experiment: the kernel re-reading the buffer (CONTINUE) loses the race."""
     hits = sum(race(flipper, tmp_path, on_behalf=False)[1] for _ in range(3))
     assert hits > 0
+    for _ in range(3):
+        race(flipper, tmp_path, on_behalf=False, unlinking=True)
+        if not (paths.wrap_dir("racer") / paths.CONFIG_FILE).exists():
+            break
+    assert not (paths.wrap_dir("racer") / paths.CONFIG_FILE).exists()
+
+
+def test_processes_outside_the_sandbox_are_out_of_reach(tmp_path: Path, run_aegis) -> None:
+    """The agent may read what ps reads about any process, never another process's
+    memory, environment or descriptors (Aegis's included), even under permit-all."""
+    script = ("cat /proc/$PPID/status > /dev/null && echo status-ok; "
+              "cat /proc/1/cmdline > /dev/null && echo cmdline-ok; "
+              "cat /proc/$PPID/environ > /dev/null || echo environ-denied; "
+              "ls /proc/$PPID/fd > /dev/null || echo fd-denied; "
+              "cat /proc/self/environ > /dev/null && echo own-ok")
+    # $PPID of the root command is Aegis itself
+    proc = run_aegis("wrap", "--name", "peek", "--", "sh", "-c", script, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["status-ok", "cmdline-ok", "environ-denied", "fd-denied", "own-ok"]
+
+
+def test_fifo_between_two_agent_processes(tmp_path: Path, run_aegis) -> None:
+    """A FIFO open blocks until its other end opens; the supervisor must keep serving."""
+    script = ("mkfifo p; cat p > got & echo through-the-fifo > p; wait; cat got; "
+              "(echo writer-first > p &); sleep 0.3; cat p")
+    proc = run_aegis("wrap", "--name", "fifo", "--", "sh", "-c", script, cwd=tmp_path, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["through-the-fifo", "writer-first"]

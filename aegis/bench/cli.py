@@ -104,7 +104,7 @@ def run_suite(quick: bool, runs: int | None, observers: tuple[str, ...], scratch
         "quick": quick, "runs": runs, "scale": scale.__dict__,
         "overhead": _ratio_rows(timings, workloads, runners),
         "vs_strace": _strace_rows(timings, workloads, runners),
-        "completeness": {"workload": grep.name, "rows": completeness(grep, runners, strace)},
+        "completeness": {"workload": grep.name, "rows": completeness(grep, runners, strace, timings)},
         "unavailable": {r.name: r.unavailable for r in runners if r.unavailable},
     }
     if progress:

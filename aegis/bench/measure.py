@@ -88,9 +88,11 @@ def aegis_opened(runner: Runner, workload: Workload) -> set[str] | None:
     return None
 
 
-def completeness(workload: Workload, runners: list[Runner], strace: StraceRunner) -> list[dict[str, Any]]:
+def completeness(workload: Workload, runners: list[Runner], strace: StraceRunner,
+                 timings: dict[tuple[str, str], Timing]) -> list[dict[str, Any]]:
     """Per observer: files below the workload's tree opened according to strace, how
-    many of them Aegis recorded, and what Aegis has that strace does not."""
+    many of them Aegis recorded, and what Aegis has that strace does not (from each
+    runner's last run of the workload, when all its runs succeeded)."""
     trace = strace.trace_file(workload)
     if strace.unavailable or not trace.exists():
         return [{"runner": strace.name, "error": strace.unavailable or "no strace run"}]
@@ -98,6 +100,10 @@ def completeness(workload: Workload, runners: list[Runner], strace: StraceRunner
     rows = []
     for runner in runners:
         if runner.unavailable or not isinstance(runner, WrapRunner | FanotifyOnlyRunner):
+            continue
+        error = timings[(workload.name, runner.name)].error
+        if error:
+            rows.append({"runner": runner.name, "error": error})
             continue
         seen = aegis_opened(runner, workload)
         if seen is None:

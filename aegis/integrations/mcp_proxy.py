@@ -27,7 +27,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -256,7 +256,7 @@ class McpProxy:
         self._client_lock = threading.Lock()
         self._failure: BaseException | None = None
 
-    def run(self, client_in: BinaryIO, client_out: BinaryIO) -> int:
+    def run(self, client_in: int, client_out: BinaryIO) -> int:
         """Relay until the server's stdout closes; returns its exit code (128+N if signal N killed it)."""
         ledger = open_ledger(self.gate.config)
         try:
@@ -305,10 +305,10 @@ class McpProxy:
             client_out.write(data)
             client_out.flush()
 
-    def _client_to_server(self, proc: subprocess.Popen, client_in: BinaryIO, client_out: BinaryIO) -> None:
+    def _client_to_server(self, proc: subprocess.Popen, client_in: int, client_out: BinaryIO) -> None:
         ledger = open_ledger(self.gate.config)
         try:
-            for line in iter(client_in.readline, b""):
+            for line in read_lines(client_in):
                 step = self.filter.from_client(line)
                 if step.events:
                     ledger.append(step.events)  # recorded before the server acts on it
@@ -334,6 +334,25 @@ class McpProxy:
             self._send_client(client_out, step.to_client)
 
 
+def read_lines(fd: int, chunk: int = 65536) -> Iterator[bytes]:
+    """Lines (with their newline; the last may lack one) read from ``fd`` until end of file.
+
+    Reads the descriptor directly rather than through ``sys.stdin.buffer``: the thread
+    reading the client may still be blocked in a read when the server exits, and a
+    buffered reader's lock held at interpreter shutdown aborts the process.
+    """
+    partial: list[bytes] = []  # pieces of a line not yet ended (a long line spans many reads)
+    while data := os.read(fd, chunk):
+        *ended, rest = data.split(b"\n")
+        for piece in ended:
+            yield b"".join([*partial, piece, b"\n"])
+            partial = []
+        if rest:
+            partial.append(rest)
+    if partial:
+        yield b"".join(partial)
+
+
 def default_server_name(server_argv: list[str]) -> str:
     """The server's name in resources when ``--server`` is not given: its command's file name."""
     return Path(server_argv[0]).name if server_argv else ""
@@ -344,4 +363,4 @@ def run_proxy(config_name: str, server_argv: list[str], server: str | None = Non
     """Proxy stdin/stdout to ``server_argv`` under config ``config_name``; returns the server's exit code."""
     gate = ToolGate.for_config(config_name)
     proxy = McpProxy(gate, server or default_server_name(server_argv), server_argv, sandbox=sandbox)
-    return proxy.run(sys.stdin.buffer, sys.stdout.buffer)
+    return proxy.run(sys.stdin.fileno(), sys.stdout.buffer)

@@ -39,3 +39,18 @@ def chain_records(prev: bytes, records: Sequence[bytes], *, with_leaves: bool = 
 def hash_accelerated() -> bool:
     """True when the CPU's SHA instructions are in use."""
     return bool(lib.aegis_sha256_accelerated())
+
+
+def check_stored(prev: bytes, stored: Sequence[bytes]) -> tuple[int | None, bytes]:
+    """Check stored entries, each ``prev_hash hex || hash hex || record``, against the
+    chain after ``prev``: (index of the first bad entry or None, chain hash of the
+    last good entry). One C call for the whole batch."""
+    last = ffi.new("unsigned char[32]")
+    if not stored:
+        return None, prev
+    blob = b"".join(stored)
+    lens = ffi.new("uint32_t[]", list(map(len, stored)))
+    bad = lib.aegis_sha_chain_check(prev, blob, len(blob), lens, len(stored), last)
+    if bad == -2:
+        return 0, prev
+    return (None if bad == -1 else bad), bytes(last)

@@ -45,10 +45,12 @@ from aegis.ledger.verify import verify_ledger
 
 DECISIONS = ("allow", "deny", "info")
 _INSERT = "INSERT INTO entries (seq, record, prev_hash, hash) VALUES (?, ?, ?, ?)"
-# Run at every open, so it must not scan the entries: both halves use the partial index.
-_OPEN_SESSIONS = (f"{SELECT_ENTRIES} INDEXED BY entries_bookkeeping WHERE {BOOKKEEPING} "
-                  f"AND action = '{SESSION_START}' AND session_id NOT IN (SELECT session_id FROM entries "
-                  f"INDEXED BY entries_bookkeeping WHERE {BOOKKEEPING} AND action = '{SESSION_END}') ORDER BY seq")
+# Run at every open, so it must not scan the entries: the kind terms steer both
+# halves to the partial index.
+_SESSION_ENTRY = f"{BOOKKEEPING} AND kind = '{KIND_SESSION}'"
+_OPEN_SESSIONS = (f"{SELECT_ENTRIES} WHERE {_SESSION_ENTRY} AND action = '{SESSION_START}' "
+                  f"AND session_id NOT IN (SELECT session_id FROM entries WHERE {_SESSION_ENTRY} "
+                  f"AND action = '{SESSION_END}') ORDER BY seq")
 
 
 class Ledger:
@@ -194,7 +196,7 @@ class Ledger:
         with self._write_transaction():
             last = self._conn.execute(
                 f"SELECT json_extract(record, '$[{FIELD_INDEX['details']}].hash') FROM entries "
-                f"WHERE {BOOKKEEPING} AND action = '{POLICY_SNAPSHOT}' "
+                f"WHERE {BOOKKEEPING} AND kind = '{KIND_POLICY}' AND action = '{POLICY_SNAPSHOT}' "
                 "ORDER BY seq DESC LIMIT 1").fetchone()
             if last is None or last[0] != digest:
                 event = Event(action=POLICY_SNAPSHOT, resource=digest, decision="info", source="snapshot",

@@ -13,7 +13,7 @@ import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from aegis.ledger.chain import GENESIS, HASH_LEN, chain_records
+from aegis.ledger.chain import GENESIS, HASH_LEN, chain_records, check_stored
 from aegis.ledger.checkpoints import StoredNote, file_notes, ledger_notes
 from aegis.ledger.model import VerifyResult
 from aegis.ledger.signing import CheckpointBody, NoteVerifier
@@ -29,44 +29,54 @@ class _Problem(Exception):
         self.seq, self.reason, self.detail = seq, reason, detail
 
 
-def _locate(start_seq: int, prev: str, rows: list[tuple[int, str, str, bytes]], computed: str) -> None:
-    """Find the first bad row of a batch that failed the bulk comparison."""
-    expected_seq = start_seq
-    for i, (seq, stored_prev, stored_hash, _record) in enumerate(rows):
-        if seq != expected_seq:
-            raise _Problem(expected_seq, "gap",
-                           f"entry {expected_seq} is missing (next stored entry is {seq})")
-        if stored_prev != prev:
-            raise _Problem(seq, "broken link", f"entry {seq} does not link to the hash of entry {seq - 1}")
-        mine = computed[i * HEX_LEN:(i + 1) * HEX_LEN]
-        if stored_hash != mine:
-            raise _Problem(seq, "hash mismatch",
-                           f"entry {seq}: stored hash differs from the hash of its contents")
-        prev = mine
-        expected_seq += 1
-    raise AssertionError("batch failed in bulk but no row differs")
-
-
 class _ChainChecker:
-    """Checks batches of rows in order, carrying the chain from one batch to the next."""
+    """Checks batches of rows in order, carrying the chain from one batch to the next.
 
-    def __init__(self) -> None:
+    The fast path hands a whole batch to C; only a batch that fails is read again
+    column by column to say exactly which entry is bad and why.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
         self.prev, self.next_seq, self.checked = GENESIS, 1, 0
 
-    def check(self, rows: list[tuple[int, str, str, bytes]]) -> _Problem | None:
-        seqs, prevs, hashes, records = zip(*rows, strict=True)
-        chain, _ = chain_records(self.prev, records)
-        computed = chain.hex()
+    def check(self, rows: list[tuple[int, bytes]]) -> int | None:
+        """None if the batch is good, else the last seq of the (bad) batch."""
+        seqs, stored = zip(*rows, strict=True)
         consecutive = seqs[0] == self.next_seq and seqs[-1] - seqs[0] == len(rows) - 1
-        if not (consecutive and "".join(hashes) == computed
-                and "".join(prevs) == self.prev.hex() + computed[:-HEX_LEN]):
-            try:
-                _locate(self.next_seq, self.prev.hex(), rows, computed)
-            except _Problem as problem:
-                self.checked += problem.seq - self.next_seq
-                return problem
-        self.prev, self.next_seq, self.checked = chain[-HASH_LEN:], seqs[-1] + 1, self.checked + len(rows)
-        return None
+        bad, last = check_stored(self.prev, stored)
+        if consecutive and bad is None:
+            self.prev, self.next_seq, self.checked = last, seqs[-1] + 1, self.checked + len(rows)
+            return None
+        return seqs[-1]
+
+    def locate(self, last_seq: int) -> _Problem:
+        """The first bad entry of the batch ending at ``last_seq``, and why."""
+        rows = self.conn.execute("SELECT seq, prev_hash, hash, CAST(record AS BLOB) FROM entries WHERE seq "
+                                 "BETWEEN ? AND ? ORDER BY seq", (self.next_seq, last_seq)).fetchall()
+        if not rows or rows[0][0] != self.next_seq:
+            found = rows[0][0] if rows else last_seq
+            return self._problem(self.next_seq, "gap", f"entry {self.next_seq} is missing (next stored entry "
+                                 f"is {found})")
+        computed = chain_records(self.prev, [r[3] for r in rows])[0].hex()
+        prev, expected_seq = self.prev.hex(), self.next_seq
+        for i, (seq, stored_prev, stored_hash, _record) in enumerate(rows):
+            if seq != expected_seq:
+                return self._problem(expected_seq, "gap",
+                                     f"entry {expected_seq} is missing (next stored entry is {seq})")
+            if stored_prev != prev:
+                return self._problem(seq, "broken link",
+                                     f"entry {seq} does not link to the hash of entry {seq - 1}")
+            mine = computed[i * HEX_LEN:(i + 1) * HEX_LEN]
+            if stored_hash != mine:
+                return self._problem(seq, "hash mismatch",
+                                     f"entry {seq}: stored hash differs from the hash of its contents")
+            prev, expected_seq = mine, expected_seq + 1
+        raise AssertionError(f"entries {self.next_seq}..{last_seq} failed in bulk but none differs")
+
+    def _problem(self, seq: int, reason: str, detail: str) -> _Problem:
+        self.checked += seq - self.next_seq
+        return _Problem(seq, reason, detail)
 
 
 def check_chain(conn: sqlite3.Connection) -> tuple[int, _Problem | None]:
@@ -75,16 +85,21 @@ def check_chain(conn: sqlite3.Connection) -> tuple[int, _Problem | None]:
     Reading rows and hashing them overlap: the C hashing runs without the GIL in a
     worker thread while this thread fetches the next batch from SQLite.
     """
-    checker = _ChainChecker()
-    cursor = conn.execute("SELECT seq, prev_hash, hash, CAST(record AS BLOB) FROM entries ORDER BY seq")
+    checker = _ChainChecker(conn)
+    cursor = conn.execute("SELECT seq, CAST(prev_hash || hash || record AS BLOB) FROM entries ORDER BY seq")
+    bad_batch = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-verify") as pool:
-        pending: Future[_Problem | None] | None = None
+        pending: Future[int | None] | None = None
         while rows := cursor.fetchmany(BATCH):
-            if pending is not None and (problem := pending.result()) is not None:
-                return checker.checked, problem
+            if pending is not None and (bad_batch := pending.result()) is not None:
+                break
             pending = pool.submit(checker.check, rows)
-        problem = pending.result() if pending is not None else None
-    return checker.checked, problem
+        else:
+            bad_batch = pending.result() if pending is not None else None
+    cursor.close()
+    if bad_batch is None:
+        return checker.checked, None
+    return checker.checked, checker.locate(bad_batch)
 
 
 def _check_note(conn: sqlite3.Connection, note: StoredNote, verifier: NoteVerifier | None, origin: str,

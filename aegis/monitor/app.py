@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import textwrap
 import time
 from collections import deque
 from typing import Any
@@ -20,7 +21,7 @@ from blessed import Terminal
 from aegis.errors import AegisError
 from aegis.monitor.filters import EntryFilter, parse_filter
 from aegis.monitor.render import blank, counter_lines, feed_lines, fit, session_row, sparkline
-from aegis.monitor.state import FEED_KEEP, MonitorState
+from aegis.monitor.state import DENIALS_KEEP, FEED_KEEP, MonitorState
 from aegis.monitor.tail import DEFAULT_CHUNK, LedgerTail
 
 MIN_WIDTH, MIN_HEIGHT = 40, 10
@@ -30,7 +31,9 @@ HELP = (
     (
         "/",
         "filter: words that must all match; substring, or action:FileWrite decision:deny pid:123 "
-        "session:ID exe:NAME; Enter keeps it, Esc clears it",
+        "session:ID exe:NAME; Enter keeps it, Esc clears it. It narrows the newest "
+        f"{FEED_KEEP} entries ({DENIALS_KEEP} denials) kept on screen; `aegis audit query` searches "
+        "the whole ledger",
     ),
     ("d", "denials only (again: back to the feed)"),
     ("s", "sessions list; Up/Down select, Enter drills into a session"),
@@ -173,7 +176,12 @@ class Dashboard:
                 :body_h
             ]
         else:
-            lines += [fit(f" {k:<5} {text}", width) for k, text in HELP][:body_h]
+            for key, text in HELP:
+                wrapped = textwrap.wrap(text, max(width - 8, 10)) or [""]
+                lines += [
+                    fit(f" {key if i == 0 else '':<5}  {part}", width) for i, part in enumerate(wrapped)
+                ]
+            lines = lines[: body_h + 1]
         lines += [blank(width)] * (height - 1 - len(lines))
         lines.append(self._bottom(width))
         return lines[:height]

@@ -1,8 +1,10 @@
 """The dashboard's `/` filter: words that must all match an entry.
 
-``action:FileWrite``, ``decision:deny``, ``pid:123``, ``session:ID`` (prefix)
-and ``exe:NAME`` match one field; any other word matches as a case-insensitive
-substring of the resource, executable, action, decision or policy ids.
+``action:FileWrite`` and ``decision:deny`` match the field (any case),
+``pid:123`` the process or its parent, ``session:ID`` an id prefix and
+``exe:NAME`` a substring of the executable; any other word matches as a
+case-insensitive substring of the resource, executable, action, decision or
+policy ids.
 """
 
 from __future__ import annotations

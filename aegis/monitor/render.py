@@ -7,12 +7,12 @@ break the layout and the panels can be checked without a terminal.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aegis.cli.output import clip, display_width
+from aegis.report.collect import utc
 
 SPARK = "▁▂▃▄▅▆▇█"
 Paint = Callable[[str, str], str]  # (decision or style, text) -> text with colour codes
@@ -27,7 +27,7 @@ def fit(text: str, width: int) -> str:
 
 
 def clock(ts_ns: int) -> str:
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+    return utc(ts_ns).strftime("%H:%M:%S.%f")[:-3]
 
 
 def sparkline(values: Sequence[int]) -> str:
@@ -49,6 +49,15 @@ def feed_columns(width: int) -> tuple[int, ...]:
     return (*fixed, max(width - sum(fixed) - len(fixed), 1))
 
 
+def _what(e: Any) -> str:
+    """The feed's last column: the resource, with the deciding policies of a denial or a drop's loss."""
+    if e.action == "Drop":
+        return f"{e.resource}: {e.details.get('count', '?')} events lost ({e.reason})"
+    if e.decision == "deny" and e.policy_ids:
+        return f"{e.resource}  [{', '.join(e.policy_ids)}]"
+    return e.resource
+
+
 def feed_lines(entries: Sequence[Any], width: int, paint: Paint) -> list[str]:
     cols = feed_columns(width)
     header = " ".join(fit(h, w) for h, w in zip(FEED_HEADER, cols, strict=True))
@@ -60,7 +69,7 @@ def feed_lines(entries: Sequence[Any], width: int, paint: Paint) -> list[str]:
             os.path.basename(e.executable),
             e.action,
             e.decision,
-            e.resource + (f"  [{', '.join(e.policy_ids)}]" if e.decision == "deny" and e.policy_ids else ""),
+            _what(e),
         )
         parts = [fit(c, w) for c, w in zip(cells, cols, strict=True)]
         parts[4] = paint(e.decision, parts[4])

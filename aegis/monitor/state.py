@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from aegis.ledger.sessions import fold_sessions
-from aegis.report.collect import LEDGER_KINDS
 
 SESSION_ACTIONS = ("SessionStart", "SessionEnd")
+# Bookkeeping entries that are not shown as events (drops and observer notes are shown).
+NOT_EVENTS = (*SESSION_ACTIONS, "PolicySnapshot")
 
 FEED_KEEP = 5000
 DENIALS_KEEP = 2000
@@ -39,7 +40,7 @@ class MonitorState:
 
         ``ingest`` still counts every entry, but does not add these to the feed again.
         """
-        self.feed.extend(e for e in newest if e.action not in LEDGER_KINDS)
+        self.feed.extend(e for e in newest if e.action not in NOT_EVENTS)
         if newest:
             self._feed_from_seq = newest[-1].seq
 
@@ -51,7 +52,7 @@ class MonitorState:
         for e in entries:
             added += 1
             self.last_seq = e.seq
-            if e.action in LEDGER_KINDS:
+            if e.action in NOT_EVENTS:
                 if e.action in SESSION_ACTIONS:
                     self._session_entries.append(e)
                     sessions_changed = True

@@ -24,6 +24,11 @@ from aegis.policy.seccomp import SeccompSpec
 GUARD_POLICY = "aegis-home-guard"
 NETLIST_POLICY = "allowed_network"
 RING_CAPACITY = 8192
+_ACTION_NAMES = {int(a): a.name for a in Action}
+_ALLOW = int(Decision.allow)
+_PATH_TRUNCATED = lib.AEGIS_REC_PATH_TRUNCATED
+_EXTRA_TRUNCATED = lib.AEGIS_REC_EXTRA_TRUNCATED
+_GUARD_REASON = "guard: Aegis's own state and processes outside the sandbox are never reachable"
 RING_WAIT_MS = 200
 
 # residual(action, path, pid, executable) -> (allowed, deciding policy id or None, evaluation errors)
@@ -115,6 +120,10 @@ class SeccompObserver(Observer):
             raise OSError(error[0], f"cannot start the seccomp observer: {os.strerror(error[0])}")
         self._handle = handle
         self._stats = ffi.new("struct aegis_observer_stats *")
+        self._exe_names: dict[bytes, str] = {}
+        self._policy_names: dict[int, tuple[str, ...]] = {i: (pid,) for i, pid in enumerate(self.policy_ids)}
+        self._policy_names[lib.AEGIS_POLICY_GUARD] = (GUARD_POLICY,)
+        self._policy_names[lib.AEGIS_POLICY_NETLIST] = (NETLIST_POLICY,)
 
     # -- slow path, called from the C thread (cffi takes the GIL) --
     def _decide_residual(self, action: int, path: bytes, pid: int, exe: bytes, policy_index) -> int:
@@ -140,41 +149,42 @@ class SeccompObserver(Observer):
         return events
 
     def _event(self, rec) -> Event:  # noqa: ANN001 (a cffi struct)
-        action = Action(rec.action)
-        path = os.fsdecode(ffi.unpack(rec.path, rec.path_len))
+        # The hot path of the consumer (one call per observed syscall): constants and
+        # strings that repeat (executables, policy ids) are looked up, not rebuilt.
+        action = _ACTION_NAMES[rec.action]
+        path = ffi.unpack(rec.path, rec.path_len).decode("utf-8", "surrogateescape")
+        raw_exe = ffi.string(rec.exe)
+        executable = self._exe_names.get(raw_exe)
+        if executable is None:
+            executable = self._exe_names[raw_exe] = raw_exe.decode("utf-8", "surrogateescape")
         details: dict[str, object] = {}
-        if rec.truncated & lib.AEGIS_REC_PATH_TRUNCATED:
+        truncated = rec.truncated
+        if truncated & _PATH_TRUNCATED:
             details["path_truncated"] = True
-        if action is Action.ProcessSpawn:
+        if action == "ProcessSpawn":
             argv = ffi.unpack(rec.extra, rec.extra_len).split(b"\0") if rec.extra_len else []
-            details["argv"] = [os.fsdecode(a) for a in argv]
-            if rec.truncated & lib.AEGIS_REC_EXTRA_TRUNCATED:
+            details["argv"] = [a.decode("utf-8", "surrogateescape") for a in argv]
+            if truncated & _EXTRA_TRUNCATED:
                 details["argv_truncated"] = True
-        elif action is Action.ProcessExit:
+        elif action == "ProcessExit":  # not a decision: the process is leaving
             details["exit_code"] = rec.arg
-        elif action is Action.NetConnect:
+            return Event(action=action, resource=executable, decision="info", session_id=self.session_id,
+                         principal=self.principal, pid=rec.pid, ppid=rec.ppid, executable=executable,
+                         source="exit_group", details=details, ts_ns=rec.ts_ns)
+        elif action == "NetConnect":
             details["port"] = rec.arg
         elif rec.arg:
             details["flags"] = rec.arg
         if rec.error:
             details["errno"] = rec.error
         index = rec.policy_index
-        policy_ids = ([self.policy_ids[index]] if 0 <= index < len(self.policy_ids)
-                      else [GUARD_POLICY] if index == lib.AEGIS_POLICY_GUARD
-                      else [NETLIST_POLICY] if index == lib.AEGIS_POLICY_NETLIST else [])
         errors = self._residual_errors.pop((rec.pid, path), []) if self._residual_errors else []
-        executable = os.fsdecode(ffi.string(rec.exe))
-        if action is Action.ProcessExit:  # not a decision: the process is leaving
-            return Event(action=action.name, resource=executable, decision="info", session_id=self.session_id,
-                         principal=self.principal, pid=rec.pid, ppid=rec.ppid, executable=executable,
-                         source="exit_group", details=details, ts_ns=rec.ts_ns)
-        return Event(action=action.name, resource=path,
-                     decision="allow" if rec.decision == Decision.allow else "deny",
+        return Event(action=action, resource=path, decision="allow" if rec.decision == _ALLOW else "deny",
                      session_id=self.session_id, principal=self.principal, pid=rec.pid, ppid=rec.ppid,
-                     executable=executable,
-                     source=self._syscalls.get(rec.syscall_nr, str(rec.syscall_nr)), policy_ids=policy_ids,
-                     errors=errors, reason="Aegis's own state is never reachable" if index ==
-                     lib.AEGIS_POLICY_GUARD else "", details=details, ts_ns=rec.ts_ns)
+                     executable=executable, source=self._syscalls.get(rec.syscall_nr, str(rec.syscall_nr)),
+                     policy_ids=list(self._policy_names.get(index, ())), errors=errors,
+                     reason=_GUARD_REASON if index == lib.AEGIS_POLICY_GUARD else "", details=details,
+                     ts_ns=rec.ts_ns)
 
     def take_dropped(self) -> int:
         return int(lib.aegis_ring_take_dropped(self._ring))

@@ -1,23 +1,29 @@
 """Build the compliance report from a ledger in one streaming pass.
 
 ``collect_report`` reads the entries of the period once (ascending sequence
-number) and keeps only counters and the lists the report prints in full, so a
-ledger of millions of entries is reported in bounded memory apart from those
-lists. The result is plain data (``dict``/``list``/``str``/``int``) in a fixed
-order: the same ledger always gives the same report.
+number) and keeps counters and the lists the report prints in full, never the
+entries themselves: memory grows with the number of distinct resources and
+forbid hits, not with the number of entries (about 120 MB for a million
+entries on a million distinct paths). The result is plain data (``dict``,
+``list``, ``str``, ``int``) in a fixed order: the same ledger always gives the
+same report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from aegis.actions import Action
+from aegis.errors import AegisError
 
 TOP_N = 10
+PROGRAMS_N = 50
 TIMELINE_BUCKETS = 48
 DECISIONS = ("allow", "deny", "info")
 
@@ -39,22 +45,24 @@ LEDGER_KINDS = ("SessionStart", "SessionEnd", "PolicySnapshot", "Drop", "Observe
 _ACTION_ORDER = {name: i for i, name in enumerate([a.name for a in Action] + ["FileChange", "KernelDenial"])}
 
 
+def utc(ts_ns: int) -> dt.datetime:
+    """The UTC time of ``ts_ns``, exact to the microsecond (no float rounding)."""
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=ns // 1000)
+
+
 def iso(ts_ns: int | None) -> str:
     """UTC ISO-8601 with microseconds (``''`` for none)."""
     if not ts_ns:
         return ""
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc(ts_ns).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> int:
     """Parse an ISO-8601 date/time (UTC unless it says otherwise) or epoch seconds into ns."""
-    from aegis.errors import AegisError
-
     text = text.strip()
-    try:
-        return int(float(text) * 1e9)
-    except ValueError:
-        pass
+    if re.fullmatch(r"\d+(\.\d{1,9})?", text):
+        return int(Decimal(text) * 1_000_000_000)
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -140,7 +148,7 @@ class _Accumulator:
         elif action == "ToolCall":
             self.tools.setdefault(e.resource, Counter())[decision] += 1
         elif action == "ProcessSpawn" and decision == "allow":
-            self.executables[e.executable or e.resource] += 1
+            self.executables[e.resource or e.executable] += 1  # the program run, not its parent
         if decision == "deny":
             self.denied[(action, e.resource)] += 1
             if e.policy_ids:
@@ -319,9 +327,11 @@ def collect_report(
         "processes": {
             "distinct_pids": len(acc.pids),
             "tree_depth": _tree_depth(acc.parent_of),
-            "executed": [
+            "spawns": sum(acc.executables.values()),
+            "distinct_programs": len(acc.executables),
+            "executed": [  # the most run programs; the counts above cover all of them
                 {"executable": x, "count": n}
-                for x, n in sorted(acc.executables.items(), key=lambda kv: (-kv[1], kv[0]))
+                for x, n in sorted(acc.executables.items(), key=lambda kv: (-kv[1], kv[0]))[:PROGRAMS_N]
             ],
         },
         "network": [{"destination": d, **_counts(c)} for d, c in sorted(acc.network.items())],

@@ -201,6 +201,8 @@ def render_html(report: dict[str, Any]) -> str:
             "processes",
             f"Processes: {report['processes']['distinct_pids']} distinct pids, "
             f"tree depth {report['processes']['tree_depth']}",
+            f"<p>{report['processes']['spawns']} programs run, {report['processes']['distinct_programs']} "
+            "distinct; the most run first:</p>",
             _table(
                 ["Count", "Executed"],
                 [(x["count"], x["executable"]) for x in report["processes"]["executed"]],

@@ -100,7 +100,11 @@ def render_text(report: dict[str, Any]) -> str:
             [(d["seq"], d["time"], d["session"], d["events_lost"], d["reason"]) for d in drops["list"]],
         )
     procs = report["processes"]
-    out += ["", f"Processes: {procs['distinct_pids']} distinct pids, tree depth {procs['tree_depth']}"]
+    out += [
+        "",
+        f"Processes: {procs['distinct_pids']} distinct pids, tree depth {procs['tree_depth']}, "
+        f"{procs['spawns']} programs run ({procs['distinct_programs']} distinct; most run first)",
+    ]
     out += _table(["COUNT", "EXECUTED"], [(x["count"], x["executable"]) for x in procs["executed"]], width=90)
     out += ["", "Network destinations"]
     out += _table(

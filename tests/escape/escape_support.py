@@ -66,8 +66,11 @@ class Scenario:
 
     def aegis_args(self, command: list[str]) -> list[str]:
         if self.mode == "wrap":
-            extra = [] if self.template == "permit-all" else ["--policy", self.template]
-            return ["wrap", "--name", self.name, "--dir", str(self.project), *extra, "--", *command]
+            # --dir/--policy only on the first run: given again they rewrite the wrap's config.
+            first = [] if (self.config_dir / "aegis.toml").exists() else ["--dir", str(self.project)]
+            if first and self.template != "permit-all":
+                first += ["--policy", self.template]
+            return ["wrap", "--name", self.name, *first, "--", *command]
         return ["run", "--config", self.name, "--", *command]
 
     def run(self, command: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

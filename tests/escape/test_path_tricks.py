@@ -6,13 +6,14 @@ may reach ~/.ssh/id_rsa, which the workspace-write policy forbids."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 from escape_support import Scenario, assert_secret_safe
 
 TECHNIQUES = [
     "direct", "dotdot", "slashes", "symlink", "dir-symlink", "symlink-chain", "hardlink", "rename-file",
-    "rename-dir", "proc-self-root", "proc-self-cwd", "chdir-into", "proc-fd-dir", "opath-reopen",
+    "rename-dir", "proc-self-root", "proc-self-cwd", "chdir-into", "proc-fd-dir", "opath-dir", "opath-reopen",
     "openat-dirfd", "open-by-handle", "fd-across-exec", "cwd-across-exec",
 ]
 # Refused before any path is known (seccomp errno, no notification): nothing to attribute.
@@ -43,3 +44,11 @@ def test_trick_does_not_reach_the_secret(scenario: Scenario, attacks, technique:
         denied = [e.resource for e in scenario.entries(decision="deny")]
         assert any(r == ssh or r.startswith(ssh + "/") for r in denied), (
             f"no denial naming the canonical path under {ssh} in the ledger: {denied[:20]}")
+
+
+def test_o_path_descriptor_of_an_allowed_directory_can_be_opened(scenario: Scenario):
+    """Not an attack: the precondition of the O_PATH tricks above. Without it they
+    'fail' for the wrong reason (and real programs using O_PATH break)."""
+    code = "import os, sys; os.open(sys.argv[1], os.O_PATH | os.O_DIRECTORY); print('OPENED')"
+    proc = scenario.run([sys.executable, "-c", code, scenario.home])
+    assert "OPENED" in proc.stdout, proc.stdout + proc.stderr

@@ -89,7 +89,8 @@ def test_aegis_state_is_out_of_reach(any_mode_scenario: Scenario, attacks, techn
                 problems.append(f"{path} was rewritten")
         elif path.name not in AEGIS_WRITES and after[path] != content:
             problems.append(f"{path} was changed")
-    problems += [f"{p} contains the marker" for p, data in after.items() if marker.encode() in data]
+    written = f"{marker}-WRITTEN".encode()
+    problems += [f"{p} contains what the agent wrote" for p, data in after.items() if written in data]
     problems += [f"{p} was planted" for p in after if p.name == "escape.cedar"]
     problems += [f"mode of {p} changed" for p, m in modes(all_paths).items() if modes_before.get(p) != m]
     loot = s.loot.read_bytes() if s.loot.exists() else b""

@@ -96,7 +96,7 @@ def test_path_buffer_flip_cannot_delete_the_config(any_mode_scenario: Scenario, 
     target = s.config_dir / "aegis.toml"
     before = target.read_bytes()
     allowed = same_length_sibling(s.project, target, "u")
-    proc = s.run([attacks["toctou"], "path-unlink", 5, allowed, target], timeout=120)
+    proc = s.run([attacks["toctou"], "path-unlink", 10, allowed, target], timeout=120)
     assert target.exists() and target.read_bytes() == before, f"the config was deleted:\n{proc.stdout}"
     assert ("path-unlink", "BLOCKED", "race not won in time") in results(proc.stdout), proc.stdout
     assert stats(proc.stdout)["allowed"] > 0, proc.stdout

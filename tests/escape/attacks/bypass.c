@@ -19,6 +19,7 @@
  *   bypass socket         vsock|packet|raw|raw6     create the socket (creation is the gate)
  *   bypass udp            HOST PORT MSG             sendto a UDP listener
  *   bypass tcp            HOST PORT MSG             connect + send to a TCP listener
+ *   bypass mptcp          HOST PORT MSG             the same over IPPROTO_MPTCP (falls back to TCP)
  *   bypass abstract       NAME MSG                  connect to an abstract unix socket "\0NAME"
  *   bypass unix-path      PATH MSG                  connect to a pathname unix socket
  *
@@ -369,11 +370,12 @@ static int make_socket(const char *kind)
 static int send_to(const char *kind, const char *a, const char *b, const char *msg)
 {
     int fd = -1, ok = 0;
-    if (!strcmp(kind, "udp") || !strcmp(kind, "tcp")) {
+    if (!strcmp(kind, "udp") || !strcmp(kind, "tcp") || !strcmp(kind, "mptcp")) {
         struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(b))};
         inet_pton(AF_INET, a, &sin.sin_addr);
         int udp = !strcmp(kind, "udp");
-        fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+        fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC,
+                    !strcmp(kind, "mptcp") ? 262 /* IPPROTO_MPTCP */ : 0);
         if (fd < 0)
             report_errno(kind, "socket");
         else if (udp)
@@ -460,8 +462,8 @@ int main(int argc, char **argv)
     } else if (!strcmp(a, "socket")) {
         NEED(3, "bypass socket KIND");
         ok = make_socket(argv[2]);
-    } else if (!strcmp(a, "udp") || !strcmp(a, "tcp")) {
-        NEED(5, "bypass udp|tcp HOST PORT MSG");
+    } else if (!strcmp(a, "udp") || !strcmp(a, "tcp") || !strcmp(a, "mptcp")) {
+        NEED(5, "bypass udp|tcp|mptcp HOST PORT MSG");
         ok = send_to(a, argv[2], argv[3], argv[4]);
     } else if (!strcmp(a, "abstract") || !strcmp(a, "unix-path")) {
         NEED(4, "bypass abstract|unix-path NAME MSG");

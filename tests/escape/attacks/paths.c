@@ -144,6 +144,19 @@ static int t_chdir_into(const char *t)
 
 static int t_proc_fd_dir(const char *t)
 {
+    /* Plain O_RDONLY here; O_PATH descriptors are the "opath-dir" technique. */
+    int dfd = open(home, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        report_errno(t, "open home");
+        return 0;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d/.ssh/id_rsa", dfd);
+    return try_read_secret(t, AT_FDCWD, path, secret, loot);
+}
+
+static int t_opath_dir(const char *t)
+{
     int dfd = open(home, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
         report_errno(t, "open home O_PATH");
@@ -151,7 +164,8 @@ static int t_proc_fd_dir(const char *t)
     }
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d/.ssh/id_rsa", dfd);
-    return try_read_secret(t, AT_FDCWD, path, secret, loot);
+    int got = try_read_secret(t, AT_FDCWD, path, secret, loot);
+    return try_read_secret(t, dfd, ".ssh/id_rsa", secret, loot) || got;
 }
 
 static int t_opath_reopen(const char *t)
@@ -263,7 +277,8 @@ int main(int argc, char **argv)
         {"hardlink", t_hardlink},       {"rename-file", t_rename_file},
         {"rename-dir", t_rename_dir},   {"proc-self-root", t_proc_self_root},
         {"proc-self-cwd", t_proc_self_cwd}, {"chdir-into", t_chdir_into},
-        {"proc-fd-dir", t_proc_fd_dir}, {"opath-reopen", t_opath_reopen},
+        {"proc-fd-dir", t_proc_fd_dir}, {"opath-dir", t_opath_dir},
+        {"opath-reopen", t_opath_reopen},
         {"openat-dirfd", t_openat_dirfd}, {"open-by-handle", t_open_by_handle},
     };
     for (size_t i = 0; i < sizeof techniques / sizeof techniques[0]; i++)

@@ -3,8 +3,9 @@
  *   selfprotect TECHNIQUE TARGET PROJECT LOOT MARKER
  *
  * TARGET is a file or directory under the Aegis home (for proc-cwd: a path
- * relative to the Aegis process's cwd). Whatever is read goes to LOOT; MARKER is
- * what gets written. Exit 0 if any step succeeded. */
+ * relative to the Aegis process's cwd). Whatever is read goes to LOOT; what gets
+ * written is MARKER followed by "-WRITTEN" (so it differs from the command line,
+ * which the ledger records). Exit 0 if any step succeeded. */
 #include "common.h"
 #include <dirent.h>
 #include <libgen.h>
@@ -78,7 +79,10 @@ int main(int argc, char **argv)
     target = argv[2];
     project = argv[3];
     loot = argv[4];
-    marker = argv[5];
+    char *written;
+    if (asprintf(&written, "%s-WRITTEN\n", argv[5]) < 0)
+        return 3;
+    marker = written;
     int ok = 0;
     char path[4200];
 
@@ -92,7 +96,7 @@ int main(int argc, char **argv)
         /* A policy file of our own making: permit everything. */
         snprintf(path, sizeof path, "%s/escape.cedar", target);
         int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        ok = fd >= 0 && dprintf(fd, "// %s\npermit (principal, action, resource);\n", marker) > 0;
+        ok = fd >= 0 && dprintf(fd, "// %spermit (principal, action, resource);\n", marker) > 0;
         step(t, ok, path);
         if (fd >= 0)
             close(fd);
