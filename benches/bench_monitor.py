@@ -3,7 +3,7 @@
 - one tick at the live tail (poll after the last seq + ingest + draw a 132x40 frame):
   what the dashboard pays per refresh once caught up; must stay far below the 0.25 s
   refresh interval however long the ledger is;
-- one catch-up chunk (5,000 entries) from the middle of the ledger: the longest the
+- one catch-up chunk (2,000 entries) from the middle of the ledger: the longest the
   screen waits for a key while loading history;
 - the whole catch-up of 1,000,000 entries, and a full text report over them.
 

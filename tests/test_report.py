@@ -336,6 +336,13 @@ def test_empty_ledger_renders_in_every_format(aegis_home: Path, tmp_path: Path) 
     assert "events 0:" in render_report(report, "text")
 
 
+def test_invalid_policies_are_reported_not_fatal(demo) -> None:
+    config, _ = demo
+    (config.directory / "policies" / "broken.cedar").write_text("permit (principal, action, resource")
+    policies = build_report(config)["policies_in_force"]
+    assert policies[0]["id"] == "INVALID" and "broken.cedar" in policies[0]["file"]
+
+
 def test_bad_input_is_one_line_error(demo, run_aegis) -> None:
     from conftest import assert_one_line_error
 

@@ -5,16 +5,7 @@ from __future__ import annotations
 from aegis.config import Config
 from aegis.ledger import open_ledger
 from aegis.monitor.app import run_dashboard
-from aegis.policy.engine import PolicyEngine, PolicyError
-
-
-def policies_in_force(config: Config) -> list[tuple[str, str, str]]:
-    """(id, effect, "file:line") of the config's policies; invalid ones are listed as problems."""
-    try:
-        engine = PolicyEngine.from_files(config.policy_files(), config.name)
-    except PolicyError as exc:
-        return [("INVALID", "-", str(problem)) for problem in exc.problems]
-    return [(p.id, p.effect, f"{p.file}:{p.line}") for p in engine.policies]
+from aegis.report import policies_in_force
 
 
 def monitor(config: Config, refresh: float = 0.25) -> None:

@@ -51,13 +51,13 @@ class Dashboard:
         term: Terminal,
         ledger: Any,
         name: str,
-        policies: list[tuple[str, str, str]],
+        policies: list[dict[str, str]],
         chunk: int = DEFAULT_CHUNK,
     ) -> None:
         self.term = term
         self.ledger = ledger
         self.name = name
-        self.policies = policies  # (id, effect, "file:line")
+        self.policies = policies  # {"id", "effect", "file"}
         self.state = MonitorState()
         self.tail = LedgerTail(ledger, chunk)
         self.view = "feed"  # feed | denials | sessions | session | policies | help
@@ -172,9 +172,7 @@ class Dashboard:
         elif self.view == "session":
             lines += self._session(width, body_h)
         elif self.view == "policies":
-            lines += [fit(f"{pid}  {effect:<7} {where}", width) for pid, effect, where in self.policies][
-                :body_h
-            ]
+            lines += [fit(f"{p['id']}  {p['effect']:<7} {p['file']}", width) for p in self.policies][:body_h]
         else:
             for key, text in HELP:
                 wrapped = textwrap.wrap(text, max(width - 8, 10)) or [""]
@@ -277,7 +275,7 @@ def _raise_exit(signum: int, _frame: Any) -> None:
 def run_dashboard(
     ledger: Any,
     name: str,
-    policies: list[tuple[str, str, str]],
+    policies: list[dict[str, str]],
     refresh: float = 0.25,
 ) -> None:
     """Run the dashboard until `q` (or SIGTERM/SIGHUP); the terminal is restored either way."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
-DEFAULT_CHUNK = 5_000
+DEFAULT_CHUNK = 2_000
 
 
 class LedgerTail:

@@ -15,7 +15,7 @@ from aegis.config import Config
 from aegis.errors import AegisError
 from aegis.ledger import Ledger, open_ledger
 from aegis.ledger.signing import CheckpointBody, split_notes
-from aegis.policy.engine import PolicyEngine
+from aegis.policy.engine import PolicyEngine, PolicyError
 from aegis.report.collect import collect_report
 from aegis.report.controls import CONTROLS
 from aegis.report.html import render_html
@@ -40,6 +40,16 @@ def _checkpoint_sizes(config: Config) -> list[tuple[int, str]]:
             continue  # a malformed note is verify's finding, reported there
         found.append((body.size, body.text().split("\n")[2]))
     return found
+
+
+def policies_in_force(config: Config) -> list[dict[str, str]]:
+    """The config's policies (id, effect, "file:line"). Policies that do not validate are
+    listed as problems rather than stopping the report: the record is still worth reading."""
+    try:
+        engine = PolicyEngine.from_files(config.policy_files(), config.name)
+    except PolicyError as exc:
+        return [{"id": "INVALID", "effect": "-", "file": str(problem)} for problem in exc.problems]
+    return [{"id": p.id, "effect": p.effect, "file": f"{p.file}:{p.line}"} for p in engine.policies]
 
 
 def integrity_evidence(ledger: Ledger, config: Config, first_seq: int, last_seq: int) -> dict[str, Any]:
@@ -70,8 +80,7 @@ def build_report(
     """The report data for config ``config`` over the period (and optionally one session)."""
     if since_ns is not None and until_ns is not None and until_ns <= since_ns:
         raise AegisError("--until must be after --since")
-    engine = PolicyEngine.from_files(config.policy_files(), config.name)
-    policies = [{"id": p.id, "effect": p.effect, "file": f"{p.file}:{p.line}"} for p in engine.policies]
+    policies = policies_in_force(config)
     if not config.ledger_path.exists():
         raise AegisError(
             f"config {config.name!r} has no ledger yet at {config.ledger_path} (nothing recorded)"
