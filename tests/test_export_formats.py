@@ -8,8 +8,10 @@ import json
 import tracemalloc
 from pathlib import Path
 
+import pytest
 from ledger_helpers import file_events, open_test_ledger
 
+from aegis.errors import AegisError
 from aegis.export import export_entries
 from aegis.export.cef import _version, escape_extension, escape_header
 from aegis.ledger import Entry
@@ -41,8 +43,8 @@ def test_cef_golden() -> None:
         "cs2Label=entryHash cs2=" + "ab" * 32 + " cs4Label=sessionId cs4=s-1 cn1Label=seq cn1=7 "
         "msg=line1\\nline2",
         f"CEF:0|Aegis|Aegis Runtime|{version}|NetConnect|NetConnect allow|1|rt=1 act=allow outcome=success "
-        "cs3Label=resource cs3=example.org:443 spid=5 sproc=/usr/bin/curl suser=agent cs1Label=policyId "
-        "cs2Label=entryHash cs2=" + "cd" * 32 + " cs4Label=sessionId cs4=s-1 cn1Label=seq cn1=8",
+        "spid=5 sproc=/usr/bin/curl suser=agent cs2Label=entryHash cs2=" + "cd" * 32 + " cs3Label=resource "
+        "cs3=example.org:443 cs4Label=sessionId cs4=s-1 cn1Label=seq cn1=8",
     ]
 
 
@@ -79,10 +81,6 @@ def test_json_and_jsonl_carry_every_field() -> None:
 
 
 def test_unknown_format_is_an_error() -> None:
-    import pytest
-
-    from aegis.errors import AegisError
-
     with pytest.raises(AegisError, match="unknown export format"):
         render("xml", [])
 

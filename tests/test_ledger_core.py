@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger_helpers import ORIGIN, file_events, open_test_ledger
 
-from aegis.config import load_config
+from aegis.config import load_config, load_config_dir
 from aegis.errors import AegisError
 from aegis.ledger import Event, Ledger, open_ledger
 from aegis.ledger.canonical import encode_record
@@ -189,6 +189,35 @@ def test_corrupt_file_is_a_one_line_error(tmp_path: Path, content: bytes) -> Non
     assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
+def test_file_is_wal_versioned_and_owner_only(tmp_path: Path) -> None:
+    with open_test_ledger(tmp_path) as ledger:
+        ledger.append(file_events(1))
+        with sqlite3.connect(tmp_path / "ledger.db") as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+            assert conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == ("aegis-ledger",)
+        for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "checkpoints.log"):
+            if (tmp_path / name).exists():
+                assert (tmp_path / name).stat().st_mode & 0o077 == 0, name
+
+
+def test_damaged_pages_are_found_never_a_traceback(tmp_path: Path) -> None:
+    with open_test_ledger(tmp_path) as ledger:
+        for start in range(0, 3000, 1000):
+            ledger.append(file_events(1000, start=start))
+    with (tmp_path / "ledger.db").open("r+b") as fh:
+        fh.seek(40_000)
+        fh.write(b"\xff" * 20_000)
+    try:
+        with open_test_ledger(tmp_path) as ledger:
+            result = ledger.verify()
+            list(ledger.query())
+    except AegisError as exc:
+        assert "\n" not in str(exc) and "ledger" in str(exc)
+    else:
+        assert not result.ok
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     Ledger.open(tmp_path / "ledger.db").close()
     with sqlite3.connect(tmp_path / "ledger.db") as conn:
@@ -206,7 +235,7 @@ def test_unrelated_sqlite_database_is_refused(tmp_path: Path) -> None:
 
 def test_create_config_makes_key_and_ledger(tmp_path: Path) -> None:
     create_config(tmp_path / "home" / "demo", "demo", "workspace-write", tmp_path)
-    config = load_config_dir_for(tmp_path / "home" / "demo")
+    config = load_config_dir(tmp_path / "home" / "demo")
     key = config.keys_dir / "ledger.key"
     assert key.stat().st_mode & 0o777 == 0o600
     assert config.ledger_path.is_file() and key.parent != config.ledger_path.parent
@@ -218,14 +247,8 @@ def test_create_config_makes_key_and_ledger(tmp_path: Path) -> None:
     # --force rewrites the config but keeps the key and the ledger.
     create_config(tmp_path / "home" / "demo", "demo", "default-deny", tmp_path, force=True)
     assert (config.keys_dir / "ledger.key").read_bytes() == key.read_bytes()
-    with open_ledger(load_config_dir_for(tmp_path / "home" / "demo")) as ledger:
+    with open_ledger(load_config_dir(tmp_path / "home" / "demo")) as ledger:
         assert ledger.size() == 2 and ledger.verify().ok
-
-
-def load_config_dir_for(directory: Path):
-    from aegis.config import load_config_dir
-
-    return load_config_dir(directory)
 
 
 def test_open_ledger_by_config_name(aegis_home: Path, tmp_path: Path) -> None:

@@ -106,6 +106,13 @@ def test_deleting_the_tail_and_the_ledgers_own_checkpoints(ledger_dir: Path) -> 
     assert verify(ledger_dir) == (N - 2, "checkpoint mismatch")
 
 
+def test_deleting_the_checkpointed_entry_inside_the_ledger(ledger_dir: Path) -> None:
+    with open_test_ledger(ledger_dir) as ledger:
+        ledger.append(file_events(2, start=N))
+    sql(ledger_dir, f"DELETE FROM entries WHERE seq = {N}")
+    assert verify(ledger_dir) == (N, "gap")
+
+
 def test_swapping_two_entries(ledger_dir: Path) -> None:
     sql(ledger_dir,
         "UPDATE entries SET seq = -4 WHERE seq = 4", "UPDATE entries SET seq = 4 WHERE seq = 5",

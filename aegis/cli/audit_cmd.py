@@ -144,7 +144,7 @@ def session(name: str, session_id: str, as_json: bool) -> None:
                              ("exit code", found.exit_code), ("signal", found.signal),
                              ("policy hash", found.policy_hash), ("observer", found.observer),
                              ("counts", json.dumps(found.counts, sort_keys=True))):
-            click.echo(f"{label + ':':13} {value}")
+            click.echo(f"{label + ':':13} {'-' if value is None else value}")
         click.echo()
         _echo_entry_table(entries)
 

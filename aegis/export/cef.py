@@ -23,7 +23,7 @@ def _version() -> str:
     try:
         return metadata.version("aegis-runtime")
     except metadata.PackageNotFoundError:
-        return "0"
+        return "unknown"
 
 
 def _newlines(text: str) -> str:
@@ -52,17 +52,14 @@ def cef_line(entry: Entry, version: str) -> str:
     ]
     if _is_path(entry):
         extension += [("fname", os.path.basename(entry.resource)), ("filePath", entry.resource)]
-    else:
-        extension += [("cs3Label", "resource"), ("cs3", entry.resource)]
-    extension += [
-        ("spid", str(entry.pid)),
-        ("sproc", entry.executable),
-        ("suser", entry.principal),
-        ("cs1Label", "policyId"), ("cs1", ",".join(entry.policy_ids)),
-        ("cs2Label", "entryHash"), ("cs2", entry.hash),
-        ("cs4Label", "sessionId"), ("cs4", entry.session_id),
-        ("cn1Label", "seq"), ("cn1", str(entry.seq)),
-    ]
+    extension += [("spid", str(entry.pid)), ("sproc", entry.executable), ("suser", entry.principal)]
+    # Custom fields travel with their label, and only when they have a value.
+    for key, label, value in (("cs1", "policyId", ",".join(entry.policy_ids)),
+                              ("cs2", "entryHash", entry.hash),
+                              ("cs3", "resource", "" if _is_path(entry) else entry.resource),
+                              ("cs4", "sessionId", entry.session_id), ("cn1", "seq", str(entry.seq))):
+        if value:
+            extension += [(f"{key}Label", label), (key, value)]
     if entry.reason:
         extension.append(("msg", entry.reason))
     return ("|".join([header[0]] + [escape_header(h) for h in header[1:]]) + "|"

@@ -8,11 +8,14 @@ both when a config is made.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from aegis.config import Config
 from aegis.ledger.ledger import Ledger
 from aegis.ledger.model import Entry, Event, PolicyVersion, Session, VerifyResult
 from aegis.ledger.signing import ensure_signing_key
+
+if TYPE_CHECKING:
+    from aegis.config import Config
 
 __all__ = ["Entry", "Event", "Ledger", "PolicyVersion", "Session", "VerifyResult", "initialize_ledger",
            "ledger_origin", "open_ledger"]

@@ -57,15 +57,14 @@ class Ledger:
     """One ledger file. Open with ``Ledger.open`` or ``open_ledger(config)``."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, *, principal: str, origin: str,
-                 signer: NoteSigner | None, verifier: NoteVerifier | None,
-                 checkpoint_file: Path | None) -> None:
+                 key_dir: Path | None, checkpoint_file: Path | None) -> None:
         self.path = path
         self.principal = principal
         self.origin = origin
+        self.key_dir = key_dir
         self.checkpoint_file = checkpoint_file
         self._conn = conn
-        self._signer = signer
-        self._verifier = verifier
+        self._keys: tuple[NoteSigner | None, NoteVerifier | None] | None = None
         self._lock = threading.RLock()  # one transaction at a time on this connection
 
     @classmethod
@@ -75,19 +74,33 @@ class Ledger:
         signing key, checkpoints are signed and verified; ``checkpoint_file`` is the
         outside copy of every checkpoint."""
         path = Path(path)
-        origin = origin or f"aegis/{path.stem}"
-        signer = verifier = None
-        if key_dir is not None:
-            if os.access(key_dir / PRIVATE_KEY_FILE, os.R_OK):
-                signer = NoteSigner.load(key_dir, origin)
-                verifier = signer.verifier()
-            elif (key_dir / VERIFIER_KEY_FILE).exists():
-                verifier = NoteVerifier.load(key_dir, origin)
-        ledger = cls(path, storage.connect(path), principal=principal, origin=origin, signer=signer,
-                     verifier=verifier, checkpoint_file=checkpoint_file)
+        ledger = cls(path, storage.connect(path), principal=principal, origin=origin or f"aegis/{path.stem}",
+                     key_dir=key_dir, checkpoint_file=checkpoint_file)
         if os.access(path, os.W_OK):
-            ledger._end_abandoned_sessions()
+            try:
+                with storage.database_errors(path):
+                    ledger._end_abandoned_sessions()
+            except BaseException:
+                ledger.close()
+                raise
         return ledger
+
+    def _load_keys(self) -> tuple[NoteSigner | None, NoteVerifier | None]:
+        """(signer, verifier) from the key directory, loaded when first needed: with the
+        private key, both; with only the public verifier key, a verifier."""
+        if self._keys is None:
+            signer = verifier = None
+            if self.key_dir is not None:
+                if os.access(self.key_dir / PRIVATE_KEY_FILE, os.R_OK):
+                    signer = NoteSigner.load(self.key_dir, self.origin)
+                    verifier = signer.verifier()
+                elif (self.key_dir / VERIFIER_KEY_FILE).exists():
+                    verifier = NoteVerifier.load(self.key_dir, self.origin)
+            self._keys = (signer, verifier)
+        return self._keys
+
+    def can_sign(self) -> bool:
+        return self._load_keys()[0] is not None
 
     def __enter__(self) -> Ledger:
         return self
@@ -99,7 +112,7 @@ class Ledger:
 
     @contextmanager
     def _write_transaction(self) -> Iterator[None]:
-        with self._lock:
+        with self._lock, storage.database_errors(self.path):
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -163,7 +176,7 @@ class Ledger:
         if state not in ("finished", "interrupted"):
             raise AegisError(f"session state must be 'finished' or 'interrupted', got {state!r}")
         self._append([self._session_end(session_id, exit_code, signal, state, counts or {})], KIND_SESSION)
-        if self._signer is not None:
+        if self.can_sign():
             self.checkpoint()
 
     @staticmethod
@@ -186,7 +199,7 @@ class Ledger:
                 ends = [self._session_end(e.session_id, None, None, "interrupted", {}) for e in abandoned()]
                 if ends:
                     self._insert_locked([self._prepare(e, KIND_SESSION) for e in ends])
-            if self._signer is not None:
+            if self.can_sign():
                 self.checkpoint()
 
     def record_policy_snapshot(self, files: dict[str, str]) -> str:
@@ -206,10 +219,11 @@ class Ledger:
 
     def checkpoint(self) -> str:
         """Sign a checkpoint of the ledger as it is now; returns the signed note."""
-        if self._signer is None:
+        signer = self._load_keys()[0]
+        if signer is None:
             raise AegisError(f"{self.path}: no signing key available, cannot write a checkpoint")
         with self._lock:
-            return write_checkpoint(self._conn, self._signer, self.origin, self.checkpoint_file)
+            return write_checkpoint(self._conn, signer, self.origin, self.checkpoint_file)
 
     # -- reading -------------------------------------------------------------
 
@@ -218,9 +232,10 @@ class Ledger:
               path_glob: str | None = None, after_seq: int | None = None, kind: str | None = None
               ) -> Iterator[Entry]:
         """Matching entries, ascending seq; ``last`` keeps the newest N of them."""
-        return iter_entries(self._conn, EntryFilter(last=last, action=action, decision=decision,
-                                                    since_ns=since_ns, until_ns=until_ns, session=session,
-                                                    path_glob=path_glob, after_seq=after_seq, kind=kind))
+        entry_filter = EntryFilter(last=last, action=action, decision=decision, since_ns=since_ns,
+                                   until_ns=until_ns, session=session, path_glob=path_glob,
+                                   after_seq=after_seq, kind=kind)
+        return iter_entries(self._conn, self.path, entry_filter)
 
     def sessions(self) -> list[Session]:
         return fold_sessions(self.query(kind=KIND_SESSION))
@@ -240,8 +255,8 @@ class Ledger:
         return self._conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
 
     def verify(self) -> VerifyResult:
-        with self._lock:
-            return verify_ledger(self._conn, verifier=self._verifier, origin=self.origin,
+        with self._lock, storage.database_errors(self.path):
+            return verify_ledger(self._conn, verifier=self._load_keys()[1], origin=self.origin,
                                  checkpoint_file=self.checkpoint_file)
 
     def close(self) -> None:

@@ -6,10 +6,11 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aegis.ledger.model import KIND_EVENT, Entry
-from aegis.ledger.storage import BOOKKEEPING
+from aegis.ledger.storage import BOOKKEEPING, database_errors
 
 SELECT_ENTRIES = "SELECT seq, record, prev_hash, hash FROM entries"
 
@@ -57,9 +58,11 @@ def entry_from_row(row: tuple[int, str, str, str]) -> Entry:
                  kind=kind, prev_hash=prev_hash, hash=hash_)
 
 
-def iter_entries(conn: sqlite3.Connection, entry_filter: EntryFilter, batch: int = 1000) -> Iterator[Entry]:
+def iter_entries(conn: sqlite3.Connection, path: Path, entry_filter: EntryFilter,
+                 batch: int = 1000) -> Iterator[Entry]:
     """Matching entries in ascending seq, read in batches (constant memory)."""
     sql, params = entry_filter.sql()
-    cursor = conn.execute(sql, params)
-    while rows := cursor.fetchmany(batch):
-        yield from map(entry_from_row, rows)
+    with database_errors(path):
+        cursor = conn.execute(sql, params)
+        while rows := cursor.fetchmany(batch):
+            yield from map(entry_from_row, rows)

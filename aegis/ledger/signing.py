@@ -14,12 +14,14 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING
 
 from aegis.errors import AegisError
+
+# cryptography is imported where keys are used: opening a ledger to append (every
+# hook call) should not pay for it.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 PRIVATE_KEY_FILE = "ledger.key"
 VERIFIER_KEY_FILE = "ledger.vkey"
@@ -36,7 +38,7 @@ def _key_id(name: str, public: bytes) -> bytes:
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return key.public_bytes_raw()
 
 
 def ensure_signing_key(key_dir: Path, name: str) -> None:
@@ -45,6 +47,8 @@ def ensure_signing_key(key_dir: Path, name: str) -> None:
     private_path = key_dir / PRIVATE_KEY_FILE
     if private_path.exists():
         return
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     seed = key.private_bytes_raw()
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -64,6 +68,8 @@ class NoteSigner:
 
     @classmethod
     def load(cls, key_dir: Path, name: str) -> NoteSigner:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         path = key_dir / PRIVATE_KEY_FILE
         try:
             seed = base64.b64decode(path.read_text().strip(), validate=True)
@@ -94,6 +100,8 @@ class NoteVerifier:
         """From the private key when readable, else from the verifier key file."""
         if os.access(key_dir / PRIVATE_KEY_FILE, os.R_OK):
             return NoteSigner.load(key_dir, name).verifier()
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         path = key_dir / VERIFIER_KEY_FILE
         try:
             key_name, _key_hash, encoded = path.read_text().strip().split("+", 2)
@@ -106,6 +114,8 @@ class NoteVerifier:
 
     def verify(self, note: str) -> str | None:
         """The note's body if one of its signatures is ours and valid, else None."""
+        from cryptography.exceptions import InvalidSignature
+
         body, sep, signatures = note.partition("\n\n")
         if not sep:
             return None

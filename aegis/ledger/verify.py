@@ -1,8 +1,8 @@
 """Full integrity check: the chain entry by entry, then every signed checkpoint.
 
-The chain is recomputed from the stored columns (SQLite builds each canonical
-record, sha_chain.c hashes a whole batch per call), so an edit to any field, a
-moved byte, a missing, swapped or renumbered entry is found at its sequence
+The chain is recomputed from the stored records (sha_chain.c checks a whole
+batch of 50,000 per call while the next batch is read), so an edit to any field,
+a moved byte, a missing, swapped or renumbered entry is found at its sequence
 number. Checkpoints then catch what a consistent chain cannot show: entries cut
 from the tail, or a database rebuilt with recomputed hashes.
 """
@@ -130,7 +130,8 @@ def _check_note(conn: sqlite3.Connection, note: StoredNote, verifier: NoteVerifi
     if checkpoint.size == 0:
         root = GENESIS.hex()
     else:
-        root = conn.execute("SELECT hash FROM entries WHERE seq = ?", (checkpoint.size,)).fetchone()[0]
+        row = conn.execute("SELECT hash FROM entries WHERE seq = ?", (checkpoint.size,)).fetchone()
+        root = row[0] if row else None
     if root != checkpoint.root.hex():
         return _Problem(checkpoint.size, "checkpoint mismatch",
                         f"entry {checkpoint.size} differs from the signed checkpoint in {where}: "
