@@ -3,10 +3,18 @@
  * listener comes from spawn_linux.c; records go to ring.c.
  *
  * Order for every notification: read what the agent passed (process_vm_readv,
- * page-safe) -> check SECCOMP_IOCTL_NOTIF_ID_VALID (the pid may have been
- * reused) -> resolve against the agent's cwd/dirfd and canonicalise ->
- * decide -> answer -> record. A denial is answered without running the
- * syscall, so a rewritten path buffer can never turn a denial into an allow. */
+ * page-safe) -> resolve against the agent's cwd/dirfd, canonicalise, resolve
+ * symlinks in the agent's view -> check SECCOMP_IOCTL_NOTIF_ID_VALID (the pid
+ * may have been reused) -> decide (Aegis guard, decision table, residual
+ * callback) -> record -> answer.
+ *
+ * Answers: a denial is an errno, without running the syscall. An allowed open,
+ * unlink, rename, mkdir, link, symlink or truncate is performed here, on the
+ * decided path with symlinks refused, and its result (for open, the descriptor,
+ * injected with SECCOMP_IOCTL_NOTIF_ADDFD) returned: the kernel never re-reads
+ * the agent's memory, so a second agent thread rewriting the path buffer after
+ * the decision changes nothing. execve and connect cannot be done on the
+ * agent's behalf: they CONTINUE, with Landlock as the kernel backstop. */
 #define _GNU_SOURCE
 #include "observe_seccomp.h"
 
@@ -582,6 +590,79 @@ answer:
     return ANSWERED;
 }
 
+/* connect() and bind() done here on the agent's own socket (a duplicate from
+ * pidfd_getfd: the same open file description, so its blocking mode, options and
+ * the resulting connection are the agent's) with the address that was decided,
+ * read once. A connect may block (a TCP handshake), so each runs in its own
+ * thread, which owns everything it uses. Returns ANSWERED, or 0 to CONTINUE (a
+ * process with other credentials than Aegis's). */
+struct net_call {
+    int listener, sock, nr;
+    uint64_t id;
+    size_t resp_size;
+    socklen_t len;
+    struct sockaddr_storage addr;
+};
+
+static void *net_caller(void *arg)
+{
+    struct net_call *c = arg;
+    int rc = c->nr == __NR_connect ? connect(c->sock, (struct sockaddr *)&c->addr, c->len)
+                                   : bind(c->sock, (struct sockaddr *)&c->addr, c->len);
+    int err = rc < 0 ? errno : 0;
+    close(c->sock);
+    struct seccomp_notif_resp *resp = calloc(1, c->resp_size);
+    if (resp)
+        inject(c->listener, resp, c->resp_size, c->id, -1, err, 0);
+    free(resp);
+    close(c->listener);
+    free(c);
+    return NULL;
+}
+
+static int net_on_behalf(struct aegis_observer *obs, const struct seccomp_notif *req, struct proc_info *proc,
+                         const struct sockaddr_storage *addr, socklen_t len)
+{
+    if (proc->fsuid != (unsigned)geteuid())
+        return 0;
+    int err = 0, sock = -1;
+    int pidfd = (int)syscall(__NR_pidfd_open, proc->tgid, 0);
+    if (pidfd < 0 || (sock = (int)syscall(__NR_pidfd_getfd, pidfd, (int)req->data.args[0], 0)) < 0)
+        err = errno;
+    if (pidfd >= 0)
+        close(pidfd);
+    struct net_call *c = err ? NULL : calloc(1, sizeof(*c));
+    if (!err && !c)
+        err = ENOMEM;
+    if (c) {
+        *c = (struct net_call){.listener = fcntl(obs->cfg.listener_fd, F_DUPFD_CLOEXEC, 0), .sock = sock,
+                               .nr = (int)req->data.nr, .id = req->id, .resp_size = obs->resp_size, .len = len};
+        memcpy(&c->addr, addr, sizeof(c->addr));
+        pthread_attr_t attr;
+        pthread_t thread;
+        int rc = c->listener < 0 ? errno : pthread_attr_init(&attr);
+        if (rc == 0) {
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            rc = pthread_create(&thread, &attr, net_caller, c);
+            pthread_attr_destroy(&attr);
+        }
+        if (rc == 0) {
+            atomic_fetch_add(&obs->on_behalf, 1);
+            return ANSWERED;
+        }
+        if (c->listener >= 0)
+            close(c->listener);
+        free(c);
+        err = rc;
+    }
+    if (sock >= 0)
+        close(sock);
+    /* EBADF/ENOTSOCK from the agent's fd argument are what the kernel would say */
+    if (inject(obs->cfg.listener_fd, obs->resp, obs->resp_size, req->id, -1, err, 0) < 0)
+        atomic_fetch_add(&obs->vanished, 1);
+    return ANSWERED;
+}
+
 /* ---- network ---- */
 
 static int net_rule_matches(const struct aegis_net_rule *r, int family, const uint8_t *addr, int port)
@@ -889,6 +970,8 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
                     }
             int err = ev[0].decision == AEGIS_DECISION_ALLOW ? 0 : EACCES;
             record(obs, req, proc, &ev[0], err);
+            if (err == 0 && obs->cfg.open_on_behalf)
+                return net_on_behalf(obs, req, proc, &ss, (socklen_t)len);
             return err;
         }
         if (ss.ss_family != AF_UNIX)

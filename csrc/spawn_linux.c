@@ -205,8 +205,15 @@ static void child(int control, pid_t parent, const char *file, char *const *argv
     if (ruleset_fd >= 0 && syscall(__NR_landlock_restrict_self, ruleset_fd, 0) < 0)
         child_fail(control, errno);
     struct sock_fprog prog = {.len = (unsigned short)bpf->len, .filter = (struct sock_filter *)bpf->insns};
-    unsigned long flags = bpf->n_notify ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
+    /* WAIT_KILLABLE_RECV (5.19+): once the supervisor has received a notification,
+     * only a fatal signal interrupts the wait. Without it a signal restarts the
+     * syscall while the supervisor is already acting on it (a second unlink, a
+     * FIFO end opened twice). Older kernels: retried without. */
+    unsigned long flags = bpf->n_notify ? SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+                                        : 0;
     int listener = (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+    if (listener < 0 && errno == EINVAL && bpf->n_notify)
+        listener = (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
     if (listener < 0)
         child_fail(control, errno);
     if (!bpf->n_notify) {

@@ -85,3 +85,25 @@ def test_terminal_passes_through_to_an_interactive_agent(tmp_path: Path) -> None
     child.close()
     assert child.exitstatus == 130
     assert open_ledger(load_config("sh")).sessions()[-1].state == "interrupted"
+
+
+def test_agent_never_continues_unobserved_when_aegis_dies(tmp_path: Path) -> None:
+    """SIGKILL to Aegis: the root process dies with it (parent-death signal) and a
+    background process loses every notified syscall (ENOSYS): it can no longer open,
+    create or run anything."""
+    marker = tmp_path / "started"
+    late = tmp_path / "written-after-aegis-died"
+    script = (f"(sleep 1; echo late > {late}; touch {late}.2) & echo $! > {marker}; exec sleep 60")
+    command = [sys.executable, "-m", "aegis", "wrap", "--name", "doomed", "--", "sh", "-c", script]
+    aegis = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    wait_for(marker)
+    background = int(marker.read_text())
+    aegis.kill()
+    aegis.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while alive(background) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not late.exists() and not Path(f"{late}.2").exists()
+    ledger = open_ledger(load_config("doomed"))  # reopening marks the session interrupted
+    assert ledger.sessions()[-1].state == "interrupted"

@@ -62,8 +62,16 @@ def test_allowed_network_entry_is_the_only_way_out(tmp_path: Path, run_aegis, se
     proc = run_aegis("run", "--config", "net", "--", sys.executable, "-c", CONNECT, str(a), str(b),
                      cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:2] == ["ok", "13"]
+    assert proc.stdout.split("\n")[:3] == ["ok", "13", "udp 13"]  # sendto() would bypass the list
     events = net_events("net")
     assert [(e.resource, e.decision) for e in events] == [(f"127.0.0.1:{a}", "allow"),
                                                           (f"127.0.0.1:{b}", "deny")]
     assert events[0].policy_ids == ["allowed_network"]
+
+
+def test_open_network_is_recorded_not_blocked(tmp_path: Path, run_aegis, servers) -> None:
+    a = servers[0]
+    proc = run_aegis("wrap", "--name", "net", "--", sys.executable, "-c", CONNECT, str(a), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["ok", "udp ok"]
+    assert [(e.resource, e.decision) for e in net_events("net")] == [(f"127.0.0.1:{a}", "allow")]

@@ -134,3 +134,119 @@ def test_fifo_between_two_agent_processes(tmp_path: Path, run_aegis) -> None:
     proc = run_aegis("wrap", "--name", "fifo", "--", "sh", "-c", script, cwd=tmp_path, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["through-the-fifo", "writer-first"]
+
+
+CONNECT_FLIPPER = r"""
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+static struct sockaddr_in addr;
+static volatile int stop;
+static unsigned short good, bad;
+static void *flip(void *arg) {
+    (void)arg;
+    volatile unsigned short *port = &addr.sin_port;  /* every store really happens */
+    while (!stop) {  /* each address stays for a while, so both get read */
+        *port = htons(bad);
+        for (volatile int i = 0; i < 2000; i++) {}
+        *port = htons(good);
+        for (volatile int i = 0; i < 2000; i++) {}
+    }
+    return NULL;
+}
+int main(int argc, char **argv) {
+    good = atoi(argv[1]); bad = atoi(argv[2]);
+    int rounds = atoi(argv[3]), ok = 0, hits = 0;
+    addr.sin_family = AF_INET; addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK); addr.sin_port = htons(good);
+    pthread_t t; pthread_create(&t, NULL, flip, NULL);
+    for (int i = 0; i < rounds; i++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(s, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+            struct sockaddr_in peer; socklen_t len = sizeof(peer);
+            getpeername(s, (struct sockaddr *)&peer, &len);
+            ok++;
+            if (ntohs(peer.sin_port) == bad) hits++;
+        }
+        close(s);
+    }
+    stop = 1; pthread_join(t, NULL);
+    printf("%d %d\n", ok, hits);
+    return 0;
+}
+"""
+
+ONLY_GOOD_PORT = """
+@id("basics")
+permit (principal, action in [Aegis::Action::"FileRead", Aegis::Action::"DirList",
+                              Aegis::Action::"ProcessSpawn", Aegis::Action::"ProcessExit"], resource);
+
+@id("only-good-port")
+permit (principal, action == Aegis::Action::"NetConnect", resource)
+when { resource.path == "127.0.0.1:GOOD" };
+"""
+
+
+def connect_race(tmp_path: Path, on_behalf: bool) -> tuple[int, int]:
+    import socket
+    import threading
+
+    binary = tmp_path / "cflip"
+    if not binary.exists():
+        (tmp_path / "cflip.c").write_text(CONNECT_FLIPPER)
+        subprocess.run(["gcc", "-O2", "-pthread", "-o", str(binary), str(tmp_path / "cflip.c")], check=True)
+    servers = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(4096)
+        servers.append(s)
+    stop = threading.Event()
+
+    def drain(server: socket.socket) -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                server.accept()[0].close()
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=drain, args=(s,), daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    good, bad = (s.getsockname()[1] for s in servers)
+    config = create_config(paths.config_dir("netracer"), "netracer", "default-deny", tmp_path, force=True)
+    (config.directory / "policies" / "default.cedar").write_text(ONLY_GOOD_PORT.replace("GOOD", str(good)))
+    out = tmp_path / "out.txt"
+    try:
+        with open(out, "w") as fh:
+            saved = os.dup(1)
+            os.dup2(fh.fileno(), 1)
+            try:
+                run_session(load_config("netracer"), [str(binary), str(good), str(bad), "1500"],
+                            open_on_behalf=on_behalf)
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        for s in servers:
+            s.close()
+    ok, hits = map(int, out.read_text().split())
+    return ok, hits
+
+
+def test_rewritten_address_never_connects_where_policy_forbids(flipper: Path, tmp_path: Path) -> None:
+    ok, hits = connect_race(tmp_path, on_behalf=True)
+    assert ok > 0
+    assert hits == 0
+
+
+@pytest.mark.slow
+def test_without_connecting_on_behalf_the_address_race_is_real(flipper: Path, tmp_path: Path) -> None:
+    assert sum(connect_race(tmp_path, on_behalf=False)[1] for _ in range(3)) > 0

@@ -82,11 +82,15 @@ def test_denied_syscalls_and_datagram_sockets_fail_in_the_child(tmp_path) -> Non
             "    except OSError as e:\n        r.append(e.errno)\n"
             "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
             "r.append('ok' if libc.unshare(0x10000000) == 0 else ctypes.get_errno())\n"
+            "ring = libc.syscall(425, 8, ctypes.create_string_buffer(120))  # io_uring_setup\n"
+            "r.append('ok' if ring >= 0 else ctypes.get_errno())\n"
             "print(r)\n")
     pid, _, rc = spawn([sys.executable, "-c", code], bpf, stdout_path=str(tmp_path / "out"))
     assert rc == 0
     os.waitpid(pid, 0)
-    assert (tmp_path / "out").read_text().strip() == str([errno.EACCES, errno.EACCES, "ok", errno.EPERM])
+    # UDP and raw sockets, a new user namespace, io_uring_setup: all refused
+    assert (tmp_path / "out").read_text().strip() == str([errno.EACCES, errno.EACCES, "ok", errno.EPERM,
+                                                          errno.EPERM])
 
 
 def test_bpf_rejects_an_argument_index_out_of_range() -> None:

@@ -14,6 +14,7 @@ running) -> spawn the agent stopped before exec -> ``attach(pid)`` -> release it
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import struct
@@ -27,6 +28,7 @@ from aegis.native import errno_name, ffi, lib
 from aegis.observer.api import Observer
 
 RING_CAPACITY = 8192
+ATTACH_WAIT_S = 1.0
 CGROUP_PARENT = "aegis"
 # Filesystems without file handles or without files an agent acts on.
 PSEUDO_FILESYSTEMS = frozenset({
@@ -153,14 +155,24 @@ class FanotifyObserver(Observer):
         self._stats = ffi.new("struct aegis_fan_stats *")
         self._final_stats: dict[str, int] = {}
         self._attached = False
+        self._tracked = 0
 
     def attach(self, pid: int) -> None:
         """Observe ``pid`` and its descendants; call before it runs the agent's code."""
         self.cgroup.add(pid)
         lib.aegis_fan_membership_changed(self._handle)
-        if lib.aegis_fan_track_pid(self._handle, pid) != 0:
+        rc = lib.aegis_fan_track_pid(self._handle, pid)
+        if rc == -errno.ENOSPC:
             raise AegisError("the fanotify observer tracks at most 64 root processes per session")
         self._attached = True
+        # Wait (briefly) until the reader has read the process's facts: it is still
+        # held before exec now, and may be gone by the time its events are read.
+        lib.aegis_fan_get_stats(self._handle, self._stats)
+        deadline = time.monotonic() + ATTACH_WAIT_S
+        while self._stats.tracked < self._tracked + 1 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+            lib.aegis_fan_get_stats(self._handle, self._stats)
+        self._tracked += 1
 
     def drain(self, max_events: int = 4096) -> list[Event]:
         events: list[Event] = []
@@ -211,7 +223,7 @@ class FanotifyObserver(Observer):
             return dict(self._final_stats)
         lib.aegis_fan_get_stats(self._handle, self._stats)
         s = self._stats
-        return {"events": s.events, "records": s.records, "outside": s.outside,
+        return {"kernel_events": s.events, "records": s.records, "outside": s.outside,
                 "unattributed": s.unattributed, "by_lineage": s.by_lineage, "unresolved": s.unresolved,
                 "folded": s.folded, "overflows": s.overflows, "forks": s.forks,
                 "connector_lost": s.connector_lost, "lineage": s.lineage,

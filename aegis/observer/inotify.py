@@ -10,7 +10,6 @@ observes; enforcement is Landlock's alone in this mode.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 from pathlib import Path
@@ -42,7 +41,7 @@ class InotifyObserver(Observer):
 
     def __init__(self, root: Path, *, session_id: str, principal: str) -> None:
         self.session_id, self.principal = session_id, principal
-        self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self._libc = ctypes.CDLL(None, use_errno=True)  # libc, already loaded
         self._fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if self._fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import platform
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,7 +67,7 @@ def parse_allowed_network(entries: Sequence[str]) -> list[NetRule]:
 def syscall_names() -> dict[int, str]:
     """Syscall number -> name for what this machine's filter notifies."""
     spec = SeccompSpec()
-    return {nr: name for name, nr in spec.numbers(platform.machine()).items()}
+    return {nr: name for name, nr in spec.numbers(os.uname().machine).items()}
 
 
 class SeccompObserver(Observer):

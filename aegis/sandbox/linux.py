@@ -10,11 +10,10 @@ record the session end. The agent never outlives the session unobserved.
 
 from __future__ import annotations
 
+import errno
 import os
-import platform
 import select
 import signal
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,20 +27,24 @@ from aegis.ledger import Event, Ledger, open_ledger
 from aegis.native import errno_name, ffi, lib
 from aegis.observer import select_observer
 from aegis.observer.api import Observer
-from aegis.observer.inotify import InotifyObserver
 from aegis.observer.seccomp import RING_CAPACITY, RING_WAIT_MS, SeccompObserver, parse_allowed_network
-from aegis.policy.compiler import CompiledPolicy, compile_policy
+from aegis.policy.compiler import TRUE, CompiledPolicy, compile_policy
 from aegis.policy.engine import PolicyEngine
-from aegis.policy.landlock import NET_BIND_TCP, NET_CONNECT_TCP
+from aegis.policy.landlock import NET_BIND_TCP, NET_CONNECT_TCP, LandlockSpec
 from aegis.policy.seccomp import SeccompSpec
 from aegis.sandbox.capabilities import landlock_abi
 from aegis.sandbox.session import resolve_command
 
 DRAIN_INTERVAL_S = 0.02        # how often the ring is drained while the agent runs
+DRAIN_BATCH = 4096             # events per ledger transaction
 INTERRUPT_GRACE_S = 3.0        # after forwarding SIGINT/SIGTERM, before SIGKILL
 STRAGGLER_GRACE_S = 1.0        # daemons left at the end: SIGTERM, then SIGKILL after this
 STRAGGLER_DEADLINE_S = 5.0
-NETWORK_DENIED, NETWORK_LISTED, NETWORK_POLICY = "denied", "allowed_network only", "decided by policy"
+# How the network is enforced (see network_mode).
+NETWORK_OPEN = "open"
+NETWORK_POLICY = "TCP decided by policy"
+NETWORK_LISTED = "TCP to allowed_network only"
+NETWORK_DENIED = "denied"
 
 
 @dataclass
@@ -70,9 +73,19 @@ def protected_paths(config: Config) -> list[str]:
 
 
 def network_mode(compiled: CompiledPolicy, allowed_network: Sequence[str]) -> str:
-    """How connections are enforced: no permit for NetConnect means the network is denied
-    (except ``allowed_network``); any permit means each connect() is decided by policy."""
-    if any(r.effect == "permit" for r in compiled.rules.get(Action.NetConnect, [])):
+    """How the network is enforced.
+
+    An unconditional permit of NetConnect (and no forbid) leaves it open: every
+    connect() is still recorded. Otherwise only TCP is possible, because a datagram
+    sent with sendto() carries its address past any per-connect decision: UDP and
+    raw sockets cannot be created. Each TCP connect() is then decided by the policy
+    (and ``allowed_network``); with no permit at all, Landlock also stops TCP in the
+    kernel except on the ``allowed_network`` ports."""
+    rules = compiled.rules.get(Action.NetConnect, [])
+    if any(r.effect == "permit" and r.matcher == TRUE for r in rules) and \
+            not any(r.effect == "forbid" for r in rules):
+        return NETWORK_OPEN
+    if any(r.effect == "permit" for r in rules):
         return NETWORK_POLICY
     return NETWORK_LISTED if allowed_network else NETWORK_DENIED
 
@@ -85,14 +98,16 @@ def nearest_existing(path: str) -> str:
     return str(p)
 
 
-def build_ruleset(compiled: CompiledPolicy, mode: str, net_ports: Sequence[int]) -> tuple[int, list[str]]:
-    """The Landlock ruleset fd (-1 when Landlock is unavailable) and what the kernel cannot enforce."""
-    abi = landlock_abi()
-    spec = compiled.landlock.for_abi(abi)
-    if abi < 1:
-        return -1, spec.dropped
+def build_ruleset(spec: LandlockSpec, mode: str, net_ports: Sequence[int]) -> int:
+    """The Landlock ruleset fd for ``spec`` (already masked ``for_abi``), -1 without Landlock.
+
+    The network part is Aegis's: TCP connect/bind handled (denied) unless the policy
+    decides connections, with the ports of ``allowed_network`` open for the supervisor
+    to decide by address."""
+    if spec.abi < 1:
+        return -1
     handled_net, ports = 0, []
-    if abi >= 4 and mode != NETWORK_POLICY:
+    if spec.abi >= 4 and mode in (NETWORK_LISTED, NETWORK_DENIED):
         handled_net = NET_CONNECT_TCP | NET_BIND_TCP
         ports = [(port, NET_CONNECT_TCP) for port in sorted(set(net_ports))]
     rules = [(nearest_existing(p), access) for p, access in spec.rules]
@@ -104,12 +119,12 @@ def build_ruleset(compiled: CompiledPolicy, mode: str, net_ports: Sequence[int])
         ffi.new("uint64_t[]", [a for _, a in ports] or [0]), len(ports))
     if fd < 0:
         raise AegisError(f"cannot build the Landlock ruleset: {errno_name(fd)}")
-    return fd, spec.dropped
+    return fd
 
 
 def build_filter(spec: SeccompSpec, notify: bool, deny_datagram: bool) -> object:
     """The seccomp BPF program (``struct aegis_bpf *``, freed when collected)."""
-    numbers = spec.numbers(platform.machine())
+    numbers = spec.numbers(os.uname().machine)
     notified = [numbers[n] for n in spec.notified if n in numbers] if notify else []
     denied = [(numbers[n], e) for n, e in spec.denied if n in numbers]
     flags = [(numbers[n], arg, mask, e) for n, arg, mask, e in spec.denied_if_flags if n in numbers]
@@ -187,9 +202,9 @@ class _Session:
         if self.observer is None:
             return
         while True:
-            events = self.observer.drain()
+            batch = self.observer.drain(DRAIN_BATCH)
             # the root's exit is recorded from waitpid, with its status or signal
-            events = [e for e in events if not (e.action == "ProcessExit" and e.pid == self.root_pid)]
+            events = [e for e in batch if not (e.action == "ProcessExit" and e.pid == self.root_pid)]
             if events:
                 self.ledger.append(events)
                 self.counts["events"] += len(events)
@@ -201,7 +216,7 @@ class _Session:
                                           session_id=self.session_id, principal=self.principal,
                                           source=self.observer.name, details={"count": dropped},
                                           reason="observation ring full")])
-            if len(events) < 4096:
+            if len(batch) < DRAIN_BATCH:
                 return
 
     def wait_root(self, pid: int, signals: _Signals) -> int:
@@ -227,15 +242,18 @@ class _Session:
         _, status = os.waitpid(pid, 0)
         return status
 
-    def end_stragglers(self) -> list[int]:
-        """End every process of the session still alive after the root exited (daemons)."""
+    def end_stragglers(self) -> tuple[list[int], list[int]]:
+        """End every process of the session still alive after the root exited (daemons).
+        Returns the processes ended and those that would not die before the deadline."""
         ended: list[int] = []
         start = time.monotonic()
-        while time.monotonic() - start < STRAGGLER_DEADLINE_S:
+        while True:
             self.flush()
             kids = children_of_self()
             if not kids and (self.observer is None or self.observer.finished()):
-                break
+                return ended, []
+            if time.monotonic() - start >= STRAGGLER_DEADLINE_S:
+                return ended, kids
             sig = signal.SIGTERM if time.monotonic() - start < STRAGGLER_GRACE_S else signal.SIGKILL
             for kid in kids:
                 if kid not in ended:
@@ -252,7 +270,6 @@ class _Session:
                 if reaped == 0:
                     break
             time.sleep(DRAIN_INTERVAL_S)
-        return ended
 
 
 def _residual_decider(engine: PolicyEngine, session_id: str):  # noqa: ANN202 (see ResidualDecider)
@@ -282,16 +299,16 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
     mechanism = select_observer(config.observer)
     net_rules = parse_allowed_network(config.allowed_network)
     net = network_mode(compiled, config.allowed_network)
-    ruleset_fd, dropped_rules = build_ruleset(compiled, net, [r.port for r in net_rules if r.port])
-    bpf = build_filter(compiled.seccomp, notify=mechanism == "seccomp", deny_datagram=net == NETWORK_DENIED)
+    landlock = compiled.landlock.for_abi(landlock_abi())
+    bpf = build_filter(compiled.seccomp, notify=mechanism == "seccomp", deny_datagram=net != NETWORK_OPEN)
 
     ledger = open_ledger(config)
     policy_hash = ledger.record_policy_snapshot({str(f): f.read_text(encoding="utf-8") for f in files})
     session_id = ledger.begin_session(
         command=list(command), cwd=os.getcwd(), policy_hash=policy_hash, observer=mechanism,
         config=config.name,
-        details={"mode": mode, "landlock_abi": landlock_abi(), "network": net, "not_enforced_by_kernel":
-                 dropped_rules, "pid_attribution": mechanism == "seccomp"})
+        details={"mode": mode, "landlock_abi": landlock.abi, "network": net,
+                 "not_enforced_by_kernel": landlock.dropped, "pid_attribution": mechanism == "seccomp"})
     lib.aegis_set_child_subreaper()
     argv, _keep_argv = _cstrings(command)
     envp, _keep_env = _cstrings([f"{k}={v}" for k, v in os.environ.items()])
@@ -299,11 +316,11 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
     signals = _Signals()
     observer: Observer | None = None
     session = _Session(ledger, None, session_id, config.name)
+    ruleset_fd = -1
     try:
+        ruleset_fd = build_ruleset(landlock, net, [r.port for r in net_rules if r.port])
         pid = lib.aegis_spawn(os.fsencode(exe), argv, envp, os.fsencode(os.getcwd()), ruleset_fd, bpf,
                               listener, control)
-        if ruleset_fd >= 0:
-            os.close(ruleset_fd)
         if pid < 0:
             raise AegisError(f"cannot start {command[0]}: {errno_name(pid)} while setting up the sandbox")
         session.root_pid = pid
@@ -315,6 +332,8 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
                     protected_paths=protected_paths(config), net_rules=net_rules, ring_capacity=ring_capacity,
                     ring_wait_ms=ring_wait_ms, open_on_behalf=open_on_behalf)
             else:
+                from aegis.observer.inotify import InotifyObserver
+
                 observer = InotifyObserver(config.project_dir, session_id=session_id, principal=config.name)
         except BaseException:
             os.kill(pid, signal.SIGKILL)
@@ -327,7 +346,7 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
         code = os.waitstatus_to_exitcode(status)
         sig = -code if code < 0 else None
         exit_code = 128 + sig if sig else code
-        ended = session.end_stragglers()
+        ended, surviving = session.end_stragglers()
         session.flush()
         ledger.append([Event(action="ProcessExit", resource=exe, decision="info", session_id=session_id,
                              principal=config.name, pid=pid, ppid=os.getpid(), executable=exe,
@@ -337,6 +356,10 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
         if ended:
             session.note("ObserverNote", "session end", ended_processes=ended,
                          reason="still running after the agent exited; ended with the session")
+        if surviving:
+            session.note("ObserverNote", "session end", surviving_processes=surviving,
+                         reason="would not die at session end (uninterruptible?); still under the filter, "
+                                "whose notified syscalls now fail")
         interrupted = bool(signals.received) or sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         state = "interrupted" if interrupted else "finished"
         if observer is not None:
@@ -346,7 +369,7 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
         ledger.end_session(session_id, exit_code=exit_code, signal=sig, state=state, counts=session.counts)
         session.ended = True
         if exec_error:
-            denied = exec_error == -13
+            denied = exec_error == -errno.EACCES
             raise AegisError(f"cannot run {command[0]}: {os.strerror(-exec_error)}"
                              + (" (denied by policy; see `aegis audit query`)" if denied else ""),
                              exit_code=126 if denied else 127)
@@ -361,7 +384,7 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
         raise
     finally:
         signals.restore()
-        if listener[0] >= 0:
-            os.close(listener[0])
+        for fd in (listener[0], ruleset_fd):
+            if fd >= 0:
+                os.close(fd)
         ledger.close()
-        sys.stdout.flush()
