@@ -91,6 +91,10 @@ static int read_node(struct loader *l, int depth)
             if (read_seg(l))
                 return -1;
         break;
+    case AEGIS_DT_PORT:
+        if (read_u32(&l->r, &node.nseg) || node.nseg > 65535)
+            return -1;
+        break;
     case AEGIS_DT_AND: case AEGIS_DT_OR:
         if (read_node(l, depth + 1) || read_node(l, depth + 1))
             return -1;
@@ -195,6 +199,31 @@ static int like_match(const struct aegis_dt_seg *seg, uint32_t nseg, const unsig
     return 1;
 }
 
+/* The port of a NetConnect "host:port" resource, as PolicyEngine.build_request reads
+ * it; -1 where only cedarpy can say (no host, not ASCII decimal, out of range). */
+static long resource_port(const unsigned char *s, size_t n)
+{
+    size_t colon = n;
+    while (colon > 0 && s[colon - 1] != ':')
+        colon--;
+    if (colon == 0 || colon == n)  /* no ':' or an empty port */
+        return -1;
+    size_t h = 0;
+    while (h < colon - 1 && (s[h] == '[' || s[h] == ']'))
+        h++;
+    if (h == colon - 1)  /* the host is empty once its brackets are stripped */
+        return -1;
+    long port = 0;
+    for (size_t i = colon; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        port = port * 10 + (s[i] - '0');
+        if (port > 65535)
+            return -1;
+    }
+    return port;
+}
+
 static int eval(const struct aegis_dtable *t, uint32_t i, const unsigned char *s, size_t n)
 {
     const struct aegis_dt_node *node = &t->nodes[i];
@@ -208,6 +237,9 @@ static int eval(const struct aegis_dtable *t, uint32_t i, const unsigned char *s
         return like_match(&t->segs[node->first_seg], 1, s, n);
     case AEGIS_DT_LIKE:
         return like_match(&t->segs[node->first_seg], node->nseg, s, n);
+    case AEGIS_DT_PORT:
+        left = (int)resource_port(s, n);
+        return left < 0 ? V_RESIDUAL : left == (int)node->nseg;
     case AEGIS_DT_AND:  /* false && _ = false; residual && _ stays residual (it may be an error) */
         left = eval(t, i + 1, s, n);
         return left == V_TRUE ? eval(t, t->nodes[i + 1].end, s, n) : left;

@@ -19,7 +19,7 @@ int aegis_dtable_decide(const struct aegis_dtable *t, int action, const char *pa
 /* Node opcodes of the blob (mirrors OP_* in aegis/policy/compiler.py). */
 enum aegis_dt_op {
     AEGIS_DT_FALSE = 0, AEGIS_DT_TRUE, AEGIS_DT_RESIDUAL, AEGIS_DT_EQ, AEGIS_DT_LIKE,
-    AEGIS_DT_AND, AEGIS_DT_OR, AEGIS_DT_NOT
+    AEGIS_DT_AND, AEGIS_DT_OR, AEGIS_DT_NOT, AEGIS_DT_PORT
 };
 
 #define AEGIS_DT_EFFECT_PERMIT 1
@@ -33,7 +33,7 @@ struct aegis_dt_node {
     uint32_t end;        /* index just past this node's subtree (the right child of AND/OR starts at
                             nodes[i + 1].end) */
     uint32_t first_seg;  /* EQ: one segment; LIKE: nseg segments */
-    uint32_t nseg;
+    uint32_t nseg;       /* PORT: the port */
 };
 
 struct aegis_dt_rule {

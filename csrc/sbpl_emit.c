@@ -66,7 +66,9 @@ static int constant(const struct aegis_dtable *t, uint32_t i, int pol)
     switch (n->op) {
     case AEGIS_DT_FALSE: return 0;
     case AEGIS_DT_TRUE: return 1;
-    case AEGIS_DT_RESIDUAL: return pol == ALLOW;
+    case AEGIS_DT_RESIDUAL:
+    case AEGIS_DT_PORT:  /* Seatbelt's file and process filters cannot see a port */
+        return pol == ALLOW;
     case AEGIS_DT_AND:
         a = constant(t, i + 1, pol);
         b = constant(t, t->nodes[i + 1].end, pol);
@@ -81,6 +83,39 @@ static int constant(const struct aegis_dtable *t, uint32_t i, int pol)
     default:
         return -1;
     }
+}
+
+static void emit_filter(struct out *o, const struct aegis_dtable *t, uint32_t i, int pol);
+
+/* The operands of a chain of one operator (a || b || c parses as (a || b) || c),
+ * separated by spaces; neutral constants are left out (constant() ruled out the
+ * absorbing ones before we got here). Returns how many were (or would be) written. */
+static int emit_operands(struct out *o, const struct aegis_dtable *t, uint32_t i, int op, int pol, int count_only)
+{
+    uint32_t sides[2] = { i + 1, t->nodes[i + 1].end };
+    int written = 0;
+    for (int k = 0; k < 2; k++) {
+        if (constant(t, sides[k], pol) >= 0)
+            continue;
+        if (t->nodes[sides[k]].op == op) {
+            written += emit_operands(o, t, sides[k], op, pol, count_only);
+            continue;
+        }
+        if (!count_only) {
+            puts_(o, " ");
+            emit_filter(o, t, sides[k], pol);
+        }
+        written++;
+    }
+    return written;
+}
+
+/* The one non-constant operand of a chain that has exactly one. */
+static uint32_t sole_operand(const struct aegis_dtable *t, uint32_t i, int op, int pol)
+{
+    uint32_t sides[2] = { i + 1, t->nodes[i + 1].end };
+    uint32_t side = constant(t, sides[0], pol) >= 0 ? sides[1] : sides[0];
+    return t->nodes[side].op == op ? sole_operand(t, side, op, pol) : side;
 }
 
 static void emit_filter(struct out *o, const struct aegis_dtable *t, uint32_t i, int pol)
@@ -109,20 +144,12 @@ static void emit_filter(struct out *o, const struct aegis_dtable *t, uint32_t i,
         puts_(o, "(require-not ");
         emit_filter(o, t, i + 1, !pol);
         puts_(o, ")");
-    } else {  /* AND / OR with both sides non-constant, or one side dropped as neutral */
-        uint32_t left = i + 1, right = t->nodes[i + 1].end;
-        int cl = constant(t, left, pol), cr = constant(t, right, pol);
-        if (cl >= 0) {
-            emit_filter(o, t, right, pol);
-        } else if (cr >= 0) {
-            emit_filter(o, t, left, pol);
-        } else {
-            puts_(o, n->op == AEGIS_DT_AND ? "(require-all " : "(require-any ");
-            emit_filter(o, t, left, pol);
-            puts_(o, " ");
-            emit_filter(o, t, right, pol);
-            puts_(o, ")");
-        }
+    } else if (emit_operands(o, t, i, n->op, pol, 1) == 1) {  /* the rest is neutral: no wrapper */
+        emit_filter(o, t, sole_operand(t, i, n->op, pol), pol);
+    } else {  /* AND / OR: (require-all|any ...) over the flattened chain */
+        puts_(o, n->op == AEGIS_DT_AND ? "(require-all" : "(require-any");
+        emit_operands(o, t, i, n->op, pol, 0);
+        puts_(o, ")");
     }
 }
 

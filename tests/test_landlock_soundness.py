@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from tests.test_decision_table import SEGMENTS, PolicyGen
 pytestmark = pytest.mark.skipif(lib.aegis_landlock_abi_version() < 1, reason="Landlock unavailable")
 
 CHILD = r"""
-import json, os, sys
+import json, os, socket, sys
 from aegis.policy.landlock import LandlockSpec, restrict_self
 
 request = json.load(sys.stdin)
@@ -42,13 +43,21 @@ def run(action, path, kind):
     elif action == "DirList":
         os.listdir(path)
     elif action == "FileWrite":
-        os.close(os.open(path, os.O_WRONLY | (os.O_CREAT | os.O_EXCL if kind == "new" else 0), 0o644))
+        # an existing file is opened read-write and truncated: what editors do, and the
+        # strictest open a FileWrite permit has to let through
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL if kind == "new" else os.O_RDWR | os.O_TRUNC
+        os.close(os.open(path, flags, 0o644))
     elif action == "DirCreate":
         os.mkdir(path)
     elif action == "FileDelete":
         (os.rmdir if kind == "dir" else os.unlink)(path)
     elif action == "ProcessSpawn":
         os.waitpid(os.posix_spawn(path, [path], {}), 0)
+    elif action == "NetConnect":
+        host, port = path.rsplit(":", 1)
+        with socket.socket() as sock:  # not create_connection: it imports encodings.idna lazily
+            sock.settimeout(10)
+            sock.connect((host, int(port)))
 
 results = []
 for action, path, kind in request["ops"]:
@@ -164,3 +173,22 @@ def test_default_deny_denies_everything_in_the_kernel(tmp_path: Path) -> None:
     ops = operations(kinds, root, random.Random(2))
     results = run_restricted(spec.landlock, ops)
     assert all(err in KERNEL_DENIALS for err in results), list(zip(ops, results, strict=True))
+
+
+@pytest.mark.skipif(lib.aegis_landlock_abi_version() < 4, reason="Landlock TCP rules need ABI 4")
+def test_tcp_ports_are_enforced_by_the_kernel() -> None:
+    servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]
+    try:
+        p1, p2, p3 = (s.getsockname()[1] for s in servers)
+        engine = PolicyEngine.from_sources({"n.cedar": (
+            f'@id("net") permit (principal, action == Aegis::Action::"NetConnect", resource) '
+            f'when {{ resource.path like "*:{p1}" || resource.path == "127.0.0.1:{p2}" }};')})
+        spec = compile_policy(engine).landlock.for_abi(lib.aegis_landlock_abi_version())
+        ops = [("NetConnect", f"127.0.0.1:{p}", "") for p in (p1, p2, p3)]
+        results = run_restricted(spec, ops)
+        for (action, path, _), err in zip(ops, results, strict=True):
+            assert (err == 0) == engine.authorize(Action[action], path).allowed, (path, err)
+        assert results[2] in KERNEL_DENIALS
+    finally:
+        for s in servers:
+            s.close()

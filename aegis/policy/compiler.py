@@ -4,7 +4,8 @@ The IR: for each action, the policies that can apply to it, in policy order, eac
 as ``Rule(effect, matcher, policy_index, policy_id)``. A matcher is a condition on
 ``resource.path`` (the canonical path for file actions): an exact path
 (``PathEq``), a Cedar ``like`` glob (``PathLike``, which covers directory
-subtrees ``"/dir/*"``), constants, and ``And``/``Or``/``Not``. Anything else a
+subtrees ``"/dir/*"``), constants, and ``And``/``Or``/``Not``; for NetConnect
+also the port of its ``"host:port"`` resource (``PortEq``). Anything else a
 policy says (context attributes, other resource attributes, entity hierarchies,
 extension functions) becomes a ``Residual`` leaf: it is kept, shown by
 ``aegis policy explain``, and decided by cedarpy at run time, never dropped.
@@ -68,12 +69,13 @@ class PathLike:
 
     segments: tuple[str, ...]
 
-    @property
-    def subtree(self) -> str | None:
-        """``D`` when the pattern is exactly ``"D/*"`` (everything strictly below D)."""
-        if len(self.segments) == 2 and self.segments[1] == "" and self.segments[0].endswith("/"):
-            return self.segments[0][:-1] or "/"
-        return None
+
+@dataclass(frozen=True)
+class PortEq:
+    """``context.port == N`` / ``resource.port == N`` on a NetConnect ``"host:port"``
+    resource: the port is the decimal number after the last ``:``."""
+
+    port: int
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class ActionTest:
     actions: frozenset[Action]
 
 
-Matcher = Union[Const, PathEq, PathLike, And, Or, Not, Residual, ActionTest]  # noqa: UP007 (recursive alias)
+Matcher = Union[Const, PathEq, PathLike, PortEq, And, Or, Not, Residual, ActionTest]  # noqa: UP007 (recursive alias)
 
 TRUE, FALSE = Const(True), Const(False)
 
@@ -184,6 +186,8 @@ def specialise(m: Matcher, action: Action) -> Matcher:
     """Replace ``action`` tests by their value for ``action`` and simplify."""
     if isinstance(m, ActionTest):
         return Const(action in m.actions)
+    if isinstance(m, PortEq) and action is not Action.NetConnect:
+        return Residual("port of a non-network resource")
     if isinstance(m, And):
         return conj(specialise(m.left, action), specialise(m.right, action))
     if isinstance(m, Or):
@@ -191,42 +195,6 @@ def specialise(m: Matcher, action: Action) -> Matcher:
     if isinstance(m, Not):
         return neg(specialise(m.arg, action))
     return m
-
-
-def like_matches(segments: tuple[str, ...], path: str) -> bool:
-    """Cedar ``like``: ``*`` matches any sequence (``/`` included)."""
-    first, last = segments[0], segments[-1]
-    if len(segments) == 1:
-        return path == first
-    if len(path) < len(first) + len(last) or not path.startswith(first) or not path.endswith(last):
-        return False
-    pos, end = len(first), len(path) - len(last)
-    for seg in segments[1:-1]:  # leftmost placement of each middle segment is optimal
-        found = path.find(seg, pos, end)
-        if found < 0:
-            return False
-        pos = found + len(seg)
-    return True
-
-
-def evaluate(m: Matcher, path: str) -> bool | None:
-    """The matcher's value on ``path``: True, False, or None (residual)."""
-    if isinstance(m, Const):
-        return m.value
-    if isinstance(m, PathEq):
-        return path == m.path
-    if isinstance(m, PathLike):
-        return like_matches(m.segments, path)
-    if isinstance(m, And):
-        left = evaluate(m.left, path)
-        return evaluate(m.right, path) if left is True else left
-    if isinstance(m, Or):
-        left = evaluate(m.left, path)
-        return evaluate(m.right, path) if left is False else left
-    if isinstance(m, Not):
-        value = evaluate(m.arg, path)
-        return None if value is None else not value
-    return None
 
 
 def render(m: Matcher) -> str:
@@ -239,6 +207,8 @@ def render(m: Matcher) -> str:
         pattern = "*".join(seg.replace("\\", "\\\\").replace("*", "\\*").replace('"', '\\"')
                            for seg in m.segments)
         return f'resource.path like "{pattern}"'
+    if isinstance(m, PortEq):
+        return f"context.port == {m.port}"
     if isinstance(m, And):
         return f"({render(m.left)} && {render(m.right)})"
     if isinstance(m, Or):
@@ -263,6 +233,12 @@ def _is_type(t: pst.EntityType, name: str) -> bool:
 
 def _is_resource_path(e: pst.Expr) -> bool:
     return isinstance(e, pst.GetAttr) and e.attr == "path" and e.base == pst.Var("resource")
+
+
+def _is_port(e: pst.Expr) -> bool:
+    """``context.port`` or ``resource.port`` (both set from the NetConnect resource)."""
+    return isinstance(e, pst.GetAttr) and e.attr == "port" and e.base in (pst.Var("context"),
+                                                                          pst.Var("resource"))
 
 
 def _describe(e: pst.Expr) -> str:
@@ -354,8 +330,12 @@ class _Translator:
         if isinstance(e, pst.Is) and isinstance(e.base, pst.Var) and e.in_expr is None:
             if e.base.name in ("principal", "resource"):
                 return Const(_is_type(e.entity_type, "Agent" if e.base.name == "principal" else "Resource"))
-        if isinstance(e, pst.HasAttr) and e.base == pst.Var("resource") and e.attrs == ("path",):
-            return TRUE
+        if isinstance(e, pst.HasAttr) and e.base == pst.Var("resource") and len(e.attrs) == 1:
+            # build_request gives every resource `path`, and NetConnect ones `host` and `port`
+            if e.attrs[0] == "path":
+                return TRUE
+            if e.attrs[0] in ("host", "port"):
+                return ActionTest(frozenset({Action.NetConnect}))
         return Residual(_describe(e))
 
     def binary(self, e: pst.BinaryOp) -> Matcher | None:
@@ -363,9 +343,13 @@ class _Translator:
         if e.op in ("eq", "not_eq"):
             if _is_resource_path(right):
                 left, right = right, left
+            if _is_port(right):
+                left, right = right, left
             found: Matcher | None = None
             if _is_resource_path(left) and isinstance(right, pst.StringLit):
                 found = PathEq(right.value)
+            elif _is_port(left) and isinstance(right, pst.LongLit):
+                found = PortEq(right.value) if 0 <= right.value <= 65535 else FALSE
             elif isinstance(right, pst.Var) and isinstance(left, pst.EntityLit):
                 left, right = right, left
             if found is None and isinstance(left, pst.Var) and isinstance(right, pst.EntityLit):
@@ -405,7 +389,7 @@ class _Translator:
 
 MAGIC = b"AGDT"
 TABLE_VERSION = 1
-OP_FALSE, OP_TRUE, OP_RESIDUAL, OP_EQ, OP_LIKE, OP_AND, OP_OR, OP_NOT = range(8)
+OP_FALSE, OP_TRUE, OP_RESIDUAL, OP_EQ, OP_LIKE, OP_AND, OP_OR, OP_NOT, OP_PORT = range(9)
 EFFECT_CODES = {"permit": 1, "forbid": 2}
 
 
@@ -425,6 +409,9 @@ def _encode_matcher(m: Matcher, out: list[bytes]) -> int:
             parts.append(struct.pack("<I", len(raw)) + raw)
         out.append(b"".join(parts))
         return 1
+    if isinstance(m, PortEq):
+        out.append(struct.pack("<BI", OP_PORT, m.port))
+        return 1
     if isinstance(m, (And, Or)):
         out.append(bytes([OP_AND if isinstance(m, And) else OP_OR]))
         return 1 + _encode_matcher(m.left, out) + _encode_matcher(m.right, out)
@@ -441,7 +428,7 @@ def encode_table(rules: dict[Action, list[Rule]], n_policies: int) -> bytes:
     ``"AGDT" u32 version u32 n_policies u32 n_rules``, then per rule:
     ``u8 action u8 effect u16 0 i32 policy_index u32 n_nodes`` and its nodes in
     prefix order (``u8 op``; EQ: ``u32 len, bytes``; LIKE: ``u32 n_segments``,
-    each ``u32 len, bytes``). Rules are grouped by action, in policy order.
+    each ``u32 len, bytes``; PORT: ``u32 port``). Rules are grouped by action, in policy order.
     """
     body: list[bytes] = []
     count = 0
@@ -470,9 +457,6 @@ class CompiledPolicy:
     seccomp: SeccompSpec
     residual_actions: set[str] = field(default_factory=set)
     _table: object = field(default=None, repr=False)
-
-    def residual_rules(self, action: Action) -> list[Rule]:
-        return [r for r in self.rules.get(action, []) if has_residual(r.matcher)]
 
     @property
     def table(self) -> object:

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from aegis.actions import Action
-from aegis.policy.compiler import TRUE, And, Const, Matcher, Or, PathEq, PathLike, Rule
+from aegis.policy.compiler import TRUE, And, Const, Matcher, Or, PathEq, PathLike, PortEq, Rule
 
 # uapi linux/landlock.h filesystem rights
 FS_EXECUTE = 1 << 0
@@ -142,6 +142,8 @@ def ports(m: Matcher) -> frozenset[int] | None:
     """TCP ports a NetConnect matcher (on ``"host:port"``) can allow; None = any."""
     if isinstance(m, Const):
         return None if m.value else frozenset()
+    if isinstance(m, PortEq):
+        return frozenset({m.port})
     if isinstance(m, (PathEq, PathLike)):
         last = m.path if isinstance(m, PathEq) else m.segments[-1]
         host, sep, port = last.rpartition(":")
@@ -257,8 +259,9 @@ def landlock_spec(rules: dict[Action, list[Rule]]) -> LandlockSpec:
         grant(region, on_self, on_parent)
         if any(r.effect == "forbid" and r.matcher != TRUE for r in rules.get(action, [])) and region:
             notes.append(f"{action.name}: forbids inside permitted trees are enforced by the supervisor")
-    notes.append("FileWrite: write regions also get read_file (an O_RDWR open needs it); "
-                 "FileRead there is enforced by the supervisor")
+    if permitted_region(rules.get(Action.FileWrite, [])):
+        notes.append("FileWrite: write regions also get read_file (an O_RDWR open needs it); "
+                     "FileRead there is enforced by the supervisor")
     handled = HANDLED_FS
     spawn = permitted_region(rules.get(Action.ProcessSpawn, []))
     if spawn:
