@@ -24,7 +24,8 @@ class Action(enum.IntEnum):
         except KeyError:
             from aegis.errors import AegisError
 
-            raise AegisError(f"unknown action {name!r} (expected one of: {', '.join(a.name for a in cls)})")
+            raise AegisError(
+                f"unknown action {name!r} (expected one of: {', '.join(a.name for a in cls)})") from None
 
     @property
     def cedar_uid(self) -> dict[str, str]:

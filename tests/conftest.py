@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import aegis_command
 
 
 @pytest.fixture(autouse=True)
@@ -18,13 +19,6 @@ def aegis_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("AEGIS_HOME", str(home))
     return home
 
-
-def aegis_command() -> list[str]:
-    """The installed `aegis` when there is one beside this Python, else `python -m aegis`."""
-    exe = Path(sys.executable).with_name("aegis")
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-m", "aegis"]
 
 
 @pytest.fixture
@@ -39,19 +33,12 @@ def run_aegis():
         proc = subprocess.run([*aegis_command(), *args], input=input, capture_output=True, text=True,
                               env=full_env, cwd=cwd, timeout=timeout)
         if check and proc.returncode != 0:
-            raise AssertionError(f"aegis {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"aegis {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     return run
 
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str]) -> None:
-    """Bad input: non-zero exit, a single error line, no traceback."""
-    assert proc.returncode != 0, proc
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) >= 1, proc
-    assert "error" in lines[-1].lower(), proc.stderr
 
 
 @pytest.fixture
@@ -62,8 +49,8 @@ def unprivileged() -> list[str]:
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is required"
     prefix = [setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-    probe = subprocess.run([*prefix, sys.executable, "-c", "import aegis.native"], capture_output=True, text=True,
-                           cwd="/")
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import aegis.native"], capture_output=True,
+                           text=True, cwd="/")
     assert probe.returncode == 0, (
         "uid 65534 cannot run this Python with aegis importable (grant o+x on the directories above the "
         f"interpreter and the checkout, as .ci/run does): {probe.stderr.strip()[-300:]}")

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import aegis_command, assert_one_line_error
 from ledger_helpers import file_events
+from support import aegis_command, assert_one_line_error
 
 from aegis.cli.output import display_width
 from aegis.config import load_config

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from support import assert_one_line_error
 
 from aegis.actions import Action, Decision
 from aegis.policy.compiler import (
@@ -26,7 +27,6 @@ from aegis.policy.compiler import (
     render,
 )
 from aegis.policy.engine import PolicyEngine
-from tests.conftest import assert_one_line_error
 
 
 def rules_of(text: str, principal: str = "agent"):

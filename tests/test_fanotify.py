@@ -97,7 +97,7 @@ def test_child_file_actions_are_recorded_with_its_pid(tmp_path: Path) -> None:
     mine = [e for e in in_dir(events, work) if e.pid == pid]
     assert all(e.source == "fanotify" and e.decision == "allow" for e in mine)
     odd = [e for e in mine if (e.ppid, e.executable) != (os.getpid(), os.path.realpath(sys.executable))]
-    assert not odd, odd
+    assert not odd, [(e.action, e.pid, e.ppid, e.executable) for e in odd]
     # a write session is one FileWrite, not one per write()
     assert sum(1 for e in mine if (e.action, e.resource) == ("FileWrite", f"{work}/new.txt")) == 1
     assert stats["records"] >= len(mine) and stats["marked_filesystems"] >= 1

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import aegis_command
+from support import aegis_command
 
 from aegis import paths
 from aegis.actions import Action
@@ -116,6 +116,21 @@ def test_read_of_a_secret_is_denied_by_the_file_rule(run_aegis, config, project)
     assert f"FileRead {project}/.env deny (policy forbid-secrets)" in out["permissionDecisionReason"]
 
 
+def test_symlinks_cannot_launder_a_file_tool_path(run_aegis, config, project):
+    (project / ".env").write_text("TOKEN=1\n")
+    (project / "settings.txt").symlink_to(project / ".env")
+    (project / "out").symlink_to("/usr/local")
+    read = answer(run_hook(run_aegis, config, pre_tool_use(project, "Read", {"file_path": "settings.txt"})))
+    assert read["permissionDecision"] == "deny"
+    assert f"FileRead {project}/.env deny (policy forbid-secrets)" in read["permissionDecisionReason"]
+    write = answer(run_hook(run_aegis, config, pre_tool_use(project, "Write", {"file_path": "out/evil.sh",
+                                                                               "content": ""})))
+    assert write["permissionDecision"] == "deny"
+    assert "FileWrite /usr/local/evil.sh deny (no policy permits it)" in write["permissionDecisionReason"]
+    checked = [(e.resource, e.decision) for e in entries(config, action="FileWrite")]
+    assert checked == [("/usr/local/evil.sh", "deny"), (f"{project}/out/evil.sh", "allow")]
+
+
 def test_read_only_template_denies_write_tools(run_aegis, project):
     create_config(paths.config_dir("ro"), "ro", "allow-read-only", project)
     read = answer(run_hook(run_aegis, "ro", pre_tool_use(project, "Read", {"file_path": "src/a.py"})))
@@ -139,6 +154,11 @@ def test_other_events_are_recorded_without_an_answer(run_aegis, config, project,
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     [entry] = [e for e in entries(config, session="sess-2")]
     assert entry.details["event"] == event["hook_event_name"] and entry.decision == "info"
+    if event["hook_event_name"] == "SessionEnd":  # the session's records end under a signed checkpoint
+        with open_ledger(load_config(config)) as ledger:
+            result = ledger.verify()
+        assert result.ok and result.checkpoints_checked >= 1
+        assert load_config(config).checkpoints_path.read_text().strip()
     if event["hook_event_name"] == "PostToolUse":
         assert (entry.action, entry.resource) == ("ToolCall", "Bash")
         assert len(entry.details["response"]) < 4200 and "more characters" in entry.details["response"]
@@ -208,7 +228,7 @@ def test_parse_event_and_implied_actions_directly(project):
     event = parse_event(json.dumps(pre_tool_use(project, "NotebookEdit", {"notebook_path": "nb.ipynb"})))
     context_input = tool_input_context(event["tool_input"], event["cwd"])
     assert context_input["file_path"] == str(project / "nb.ipynb")
-    assert implied_file_actions("NotebookEdit", context_input, event["cwd"]) == [
+    assert implied_file_actions("NotebookEdit", event["tool_input"], event["cwd"]) == [
         (Action.FileWrite, str(project / "nb.ipynb"))]
     assert implied_file_actions("Grep", {"pattern": "x"}, "/w") == [(Action.DirList, "/w")]
     assert implied_file_actions("Bash", {"command": "ls"}, "/w") == []

@@ -7,11 +7,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from support import assert_one_line_error
 
 from aegis.config import load_config, parse_config
 from aegis.errors import AegisError
 from aegis.policy import PolicyEngine
-from conftest import assert_one_line_error
 
 
 def test_init_writes_a_loadable_config(run_aegis, aegis_home, tmp_path):

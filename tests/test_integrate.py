@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from support import assert_one_line_error
 
 from aegis import paths
 from aegis.errors import AegisError

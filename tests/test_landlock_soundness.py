@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_decision_table import SEGMENTS, PolicyGen
 
 from aegis.actions import Action
 from aegis.native import lib
 from aegis.policy.compiler import compile_policy
 from aegis.policy.engine import PolicyEngine
 from aegis.policy.landlock import LandlockSpec
-from tests.test_decision_table import SEGMENTS, PolicyGen
 
 pytestmark = pytest.mark.skipif(lib.aegis_landlock_abi_version() < 1, reason="Landlock unavailable")
 

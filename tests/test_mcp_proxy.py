@@ -11,8 +11,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import aegis_command, assert_one_line_error
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from support import aegis_command, assert_one_line_error
 
 from aegis import paths
 from aegis.config import load_config
@@ -266,10 +266,12 @@ def test_server_exiting_first_ends_the_proxy_cleanly(config):
         proc.stdin.close()
 
 
-def test_read_lines_joins_lines_across_reads():
-    read, write = os.pipe()
-    os.write(write, b'{"a":\n1}\n' + b"x" * 200000 + b"\nlast")
-    os.close(write)
-    lines = list(read_lines(read, chunk=7))
-    os.close(read)
+def test_read_lines_joins_lines_across_reads(tmp_path):
+    data = tmp_path / "stream"
+    data.write_bytes(b'{"a":\n1}\n' + b"x" * 200000 + b"\nlast")
+    fd = os.open(data, os.O_RDONLY)
+    try:
+        lines = list(read_lines(fd, chunk=7))
+    finally:
+        os.close(fd)
     assert lines == [b'{"a":\n', b"1}\n", b"x" * 200000 + b"\n", b"last"]

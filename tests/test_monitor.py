@@ -15,7 +15,7 @@ from pathlib import Path
 import pexpect
 import pyte
 import pytest
-from conftest import aegis_command
+from support import aegis_command
 
 from aegis.config import Config, load_config
 from aegis.ledger import Event, open_ledger

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from support import assert_one_line_error
 
 from aegis.errors import AegisError
 from aegis.policy import PolicyEngine, PolicyError, canonical_path
 from aegis.policy.templates import TEMPLATES, like_literal, render_template
-from conftest import assert_one_line_error
 
 
 @pytest.mark.parametrize("template", TEMPLATES)

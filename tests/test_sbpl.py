@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_decision_table import PolicyGen, random_path
 
 from aegis.actions import Action
 from aegis.native import ffi, lib
 from aegis.policy.compiler import compile_policy
 from aegis.policy.engine import PolicyEngine
 from aegis.policy.sbpl import seatbelt_profile
-from tests.test_decision_table import PolicyGen, random_path
 
 GOLDEN = Path(__file__).parent / "golden" / "sbpl"
 CASES = sorted(p.stem for p in GOLDEN.glob("*.cedar"))

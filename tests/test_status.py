@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from support import assert_one_line_error
 
 from aegis.config import Config, load_config, save_config
 from aegis.ledger import Event, open_ledger

@@ -32,5 +32,6 @@ def setup(as_json: bool) -> int:
             if not c.ok and c.fix:
                 click.echo(f"{'':8}{'':21}fix: {c.fix}")
         click.echo(f"\nAegis home: {home}")
-        click.echo("Kernel enforcement: " + ("possible" if possible else "NOT possible (see MISSING lines marked above)"))
+        verdict = "possible" if possible else "NOT possible (see the MISSING lines above)"
+        click.echo(f"Kernel enforcement: {verdict}")
     return 0 if possible else 1

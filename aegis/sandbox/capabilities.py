@@ -65,8 +65,8 @@ def probe() -> list[Check]:
     checks.append(Check("seccomp-user-notif", ok, value, "per-process observation and decisions without root",
                         "kernel >= 5.9 with CONFIG_SECCOMP_FILTER", required=True))
     ok, value = _answer(lib.aegis_probe_notif_sync_wakeup())
-    checks.append(Check("seccomp-sync-wakeup", ok, value, "faster supervisor hand-off (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)",
-                        "kernel >= 6.6"))
+    checks.append(Check("seccomp-sync-wakeup", ok, value,
+                        "faster supervisor hand-off (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)", "kernel >= 6.6"))
     ok, value = _answer(lib.aegis_probe_userns(UNPRIVILEGED_ID, UNPRIVILEGED_ID))
     checks.append(Check("user-namespaces", ok, value, "unprivileged isolation helpers",
                         "sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0"))

@@ -1,0 +1,25 @@
+"""Helpers shared by test modules (conftest.py holds only fixtures: importing from a
+conftest breaks as soon as a subfolder has a conftest of its own)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def aegis_command() -> list[str]:
+    """The installed `aegis` when there is one beside this Python, else `python -m aegis`."""
+    exe = Path(sys.executable).with_name("aegis")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-m", "aegis"]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str]) -> None:
+    """Bad input: non-zero exit, a single error line, no traceback."""
+    assert proc.returncode != 0, proc
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) >= 1, proc
+    assert "error" in lines[-1].lower(), proc.stderr
