@@ -117,6 +117,7 @@ struct aegis_fan {
     _Atomic int32_t tracked[MAX_TRACKED];
     atomic_uint n_tracked;
     unsigned n_tracked_applied;
+    atomic_uint tracked_applied;   /* n_tracked_applied, for aegis_fan_get_stats */
     uint64_t dir_generation;
     int held_spawns;
     struct held_spawn held[HELD_SPAWNS];
@@ -178,17 +179,18 @@ int aegis_pid_in_cgroup(int pid, const char *cgroup)
     return 0;
 }
 
-/* Reads exe and ppid of a live process; returns 0 (and keeps what p had) when it is gone. */
+/* Reads exe and ppid of a process; returns 0 (keeping the exe p had) when the exe is gone. */
 static int read_process_facts(struct pid_entry *p)
 {
     char file[64], buf[512], exe[AEGIS_REC_EXE_MAX];
     snprintf(file, sizeof(file), "/proc/%d/exe", p->pid);
     ssize_t n = readlink(file, exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return 0;
-    memcpy(p->exe, exe, (size_t)n);
-    p->exe[n] = '\0';
-    p->exe_stale = 0;
+    if (n > 0) {
+        memcpy(p->exe, exe, (size_t)n);
+        p->exe[n] = '\0';
+        p->exe_stale = 0;
+    }
+    /* stat stays readable for a zombie, whose exe link is already gone */
     snprintf(file, sizeof(file), "/proc/%d/stat", p->pid);
     if (read_small_file(file, buf, sizeof(buf)) > 0) {
         /* "pid (comm) state ppid ...": comm may hold spaces and ')' so search from the end */
@@ -196,7 +198,7 @@ static int read_process_facts(struct pid_entry *p)
         if (close_paren && close_paren[1] == ' ' && close_paren[2] && close_paren[3] == ' ')
             p->ppid = atoi(close_paren + 4);
     }
-    return 1;
+    return n > 0;
 }
 
 static int lineage_has(const struct aegis_fan *fan, int pid)
@@ -594,8 +596,20 @@ static void apply_tracked(struct aegis_fan *fan)
     if (n == fan->n_tracked_applied)
         return;
     drain_connector(fan);
-    for (; fan->n_tracked_applied < n && fan->n_tracked_applied < MAX_TRACKED; fan->n_tracked_applied++)
-        lineage_set(fan, atomic_load(&fan->tracked[fan->n_tracked_applied]), 1);
+    for (; fan->n_tracked_applied < n && fan->n_tracked_applied < MAX_TRACKED; fan->n_tracked_applied++) {
+        int pid = atomic_load(&fan->tracked[fan->n_tracked_applied]);
+        lineage_set(fan, pid, 1);
+        /* Read its facts now, while it waits to be released: it may be gone by
+         * the time its first event is read. */
+        struct pid_entry *p = &fan->pids[(uint32_t)pid % PID_SLOTS];
+        memset(p, 0, sizeof(*p));
+        p->pid = pid;
+        p->in_session = 1;
+        p->epoch = atomic_load_explicit(&fan->membership_epoch, memory_order_acquire);
+        p->checked_ns = now_ns(CLOCK_MONOTONIC_COARSE);
+        read_process_facts(p);
+    }
+    atomic_store_explicit(&fan->tracked_applied, fan->n_tracked_applied, memory_order_release);
 }
 
 static int open_connector(void)
@@ -661,6 +675,10 @@ static void *reader_main(void *arg)
          * gets its spawn recorded once the exec has surely finished. */
         flush_held_spawns(fan, SPAWN_HOLD_NS);
         poll(fds, fan->proc_fd >= 0 ? 3 : 2, fan->held_spawns > 0 ? 25 : -1);
+        uint64_t wakeups;
+        if (fds[1].revents & POLLIN && read(fan->stop_fd, &wakeups, sizeof(wakeups)) < 0) {
+            /* EAGAIN: another wake-up consumed it; the flags say what to do */
+        }
         drain_connector(fan); /* keep the socket from overflowing while files are quiet */
         apply_tracked(fan);
     }
@@ -762,8 +780,10 @@ int aegis_fan_track_pid(struct aegis_fan *fan, int pid)
     if (slot >= MAX_TRACKED)
         return -ENOSPC;
     atomic_store(&fan->tracked[slot], pid);
-    /* no wake-up needed: the reader applies tracked pids before its next batch */
     atomic_store_explicit(&fan->n_tracked, slot + 1, memory_order_release);
+    uint64_t one = 1;
+    if (write(fan->stop_fd, &one, sizeof(one)) < 0)
+        return -errno; /* cannot wake the reader: it still applies the pid before its next batch */
     return 0;
 }
 
@@ -785,6 +805,7 @@ void aegis_fan_get_stats(struct aegis_fan *fan, struct aegis_fan_stats *out)
     out->forks = atomic_load(&fan->st_forks);
     out->connector_lost = atomic_load(&fan->st_connector_lost);
     out->lineage = fan->proc_fd >= 0;
+    out->tracked = atomic_load_explicit(&fan->tracked_applied, memory_order_acquire);
     out->finished = fan->started ? atomic_load(&fan->finished) : 1;
 }
 

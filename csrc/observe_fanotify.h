@@ -29,6 +29,7 @@ struct aegis_fan_stats {
     uint64_t forks;          /* fork events read from the proc connector */
     uint64_t connector_lost; /* proc connector overflows (some forks unknown) */
     int lineage;             /* the proc connector is in use */
+    uint32_t tracked;        /* aegis_fan_track_pid calls the reader has applied */
     int finished;            /* the reader drained the queue after a stop request */
 };
 
@@ -43,7 +44,8 @@ int aegis_fan_start(struct aegis_fan *fan);
  * for its pid are forgotten. */
 void aegis_fan_membership_changed(struct aegis_fan *fan);
 /* The session's root process: it and everything it forks are the session, even
- * after they exit (events are read late). 0, or -ENOSPC after 64 calls. */
+ * after they exit (events are read late). 0, or -ENOSPC after 64 calls. The
+ * reader applies it asynchronously: `tracked` in the stats counts applied calls. */
 int aegis_fan_track_pid(struct aegis_fan *fan, int pid);
 /* Ask the reader to drain what is queued and stop; poll `finished` in the stats. */
 void aegis_fan_request_stop(struct aegis_fan *fan);

@@ -199,8 +199,8 @@ def test_pid_in_cgroup_matches_the_session_and_below_only(tmp_path: Path) -> Non
         assert child.stdin is not None
         child.stdin.close()
         child.wait()
+        cgroup.remove()
     assert lib.aegis_pid_in_cgroup(child.pid, b"/aegis") < 0  # reaped: /proc/PID is gone
-    cgroup.remove()
     assert not cgroup.path.exists()
 
 

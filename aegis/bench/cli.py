@@ -16,7 +16,7 @@ import click
 from aegis.bench import micro
 from aegis.bench.measure import Timing, completeness, time_all
 from aegis.bench.runners import OBSERVERS, StraceRunner, make_runners
-from aegis.bench.workloads import Scale, Workload, generate
+from aegis.bench.workloads import Scale, Workload, empty_dir, generate
 from aegis.cli.output import echo_json, echo_table
 
 REALISTIC_TARGET = 1.05
@@ -91,7 +91,8 @@ def run_suite(quick: bool, runs: int | None, observers: tuple[str, ...], scratch
     runs = runs or (1 if quick else 5)
     started = time.time()
     workloads = generate(scratch, scale)
-    workloads.insert(0, Workload(STARTUP_NAME, "start-up", ("true",), scratch, scratch))
+    startup_dir = empty_dir(scratch, "startup")
+    workloads.insert(0, Workload(STARTUP_NAME, "start-up", ("true",), startup_dir, startup_dir))
     runners = make_runners(scratch, observers)
     for runner in runners:
         runner.prepare(workloads)
@@ -109,10 +110,10 @@ def run_suite(quick: bool, runs: int | None, observers: tuple[str, ...], scratch
     }
     if progress:
         print("aegis-bench: start-up, ledger, decisions, memory", file=sys.stderr)
-    results["startup"] = micro.startup(3 if quick else 10, scratch)
+    results["startup"] = micro.startup(3 if quick else 10, startup_dir)
     results["ledger"] = micro.ledger_rates(20_000 if quick else 1_000_000)
     results["decisions"] = micro.decision_speed(2_000 if quick else 100_000)
-    results["memory"] = micro.session_memory(20_000 if quick else 1_000_000, scratch)
+    results["memory"] = micro.session_memory(20_000 if quick else 1_000_000, empty_dir(scratch, "memory"))
     results["elapsed_s"] = time.time() - started
     return results
 

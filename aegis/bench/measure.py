@@ -72,8 +72,7 @@ def _below(paths: Iterable[str], tree: Path) -> set[str]:
 def aegis_opened(runner: Runner, workload: Workload) -> set[str] | None:
     """Paths the runner's observer recorded as opened in its last run of ``workload``."""
     if isinstance(runner, FanotifyOnlyRunner):
-        events = runner.events.get(workload.name, [])
-        return {e.resource for e in events if e.action in OPEN_ACTIONS}  # type: ignore[attr-defined]
+        return {resource for action, resource in runner.seen.get(workload.name, []) if action in OPEN_ACTIONS}
     if isinstance(runner, WrapRunner) and workload.name in runner.last_session:
         from aegis.config import load_config_dir
         from aegis.ledger import open_ledger

@@ -99,6 +99,14 @@ def make_pytest_project(root: Path, modules: int) -> Path:
     return project
 
 
+def empty_dir(root: Path, name: str) -> Path:
+    """A directory of its own for a workload that works on no tree (an `aegis wrap`
+    project directory, which then holds nothing for Aegis to watch)."""
+    path = root / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def generate(root: Path, scale: Scale) -> list[Workload]:
     """Create every workload's files below ``root``."""
     grep_tree = make_grep_tree(root, scale.grep_files)
@@ -106,8 +114,9 @@ def generate(root: Path, scale: Scale) -> list[Workload]:
     project = make_pytest_project(root, scale.pytest_modules)
     imports = "import " + ", ".join(STDLIB_MODULES)
     python, real = sys.executable, "realistic"
+    empty = empty_dir(root, "python-imports")
     return [
-        Workload("python imports (10 stdlib modules)", real, (python, "-c", imports), root, root),
+        Workload("python imports (10 stdlib modules)", real, (python, "-c", imports), empty, empty),
         Workload("pytest (small project)", real, (python, "-m", "pytest"), project, project),
         Workload(f"git status ({scale.git_files} files)", real, ("git", "status", "--porcelain"), repo, repo),
         Workload(f"git log ({scale.git_commits} commits)", real, ("git", "log", "--stat"), repo, repo),
