@@ -3,10 +3,12 @@
 Claude Code runs ``aegis hook claude-code --config NAME`` for each hook event
 with the event as JSON on stdin. ``PreToolUse`` is decided (``ToolCall`` plus
 the file action a file tool implies) and answered with a ``permissionDecision``;
-the other events are recorded. Exit codes follow Claude Code's rules: 0 means
+the other events are recorded, and ``SessionEnd`` also writes a signed
+checkpoint of the ledger. Exit codes follow Claude Code's rules: 0 means
 the JSON on stdout is the answer, 2 blocks the tool call with stderr as the
 reason, and anything else would let the call go ahead. So every failure inside
-the hook is turned into exit code 2 (see ``aegis.cli.hook_cmd``): fail closed.
+the hook is turned into exit code 2 (see ``aegis.integrations.hook_entry``):
+fail closed.
 
 ``integrate`` merges the hook entries into a ``.claude/settings.json`` without
 touching anything else in it; ``remove`` takes out exactly those entries.
@@ -25,8 +27,9 @@ from aegis.actions import Action
 from aegis.config import load_config, write_atomically
 from aegis.errors import AegisError
 from aegis.integrations import aegis_command
-from aegis.integrations.toolcall import ToolGate, cap_text, tool_input_context
+from aegis.integrations.toolcall import ToolGate, cap_text, resolved_path, tool_input_context
 from aegis.ledger import Event, open_ledger
+from aegis.policy.canonical import canonical_path
 
 SOURCE = "hook:claude-code"
 TOOL_EVENTS = ("PreToolUse", "PostToolUse")
@@ -47,11 +50,10 @@ LISTING_TOOLS = ("Glob", "Grep", "LS")
 
 @dataclass
 class HookAnswer:
-    """What the hook process prints and exits with."""
+    """What the hook prints (None: nothing) and the ledger events it recorded."""
 
     stdout: dict[str, Any] | None = None
-    exit_code: int = 0
-    events: list[Any] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
 
 def parse_event(text: str) -> dict[str, Any]:
@@ -87,17 +89,21 @@ def tool_resource(tool_name: str) -> str:
     return tool_name
 
 
-def implied_file_actions(tool: str, context_input: dict[str, Any], cwd: str) -> list[tuple[Action, str]]:
-    """The file actions running ``tool`` implies, on canonical paths."""
+def implied_file_actions(tool: str, tool_input: dict[str, Any], cwd: str) -> list[tuple[Action, str]]:
+    """The file actions running ``tool`` implies: on the path with its symlinks resolved and,
+    when that differs, on the path as written too (a link must not launder either one)."""
     if tool in FILE_TOOLS:
-        path = context_input.get("file_path") or context_input.get("notebook_path")
+        action, path = FILE_TOOLS[tool], tool_input.get("file_path") or tool_input.get("notebook_path")
         if not isinstance(path, str) or not path:
             raise AegisError(f"{tool} tool input has no file_path")
-        return [(FILE_TOOLS[tool], path)]
-    if tool in LISTING_TOOLS:
-        path = context_input.get("path")
-        return [(Action.DirList, path if isinstance(path, str) and path else cwd)]
-    return []
+    elif tool in LISTING_TOOLS:
+        action, path = Action.DirList, tool_input.get("path")
+        path = path if isinstance(path, str) and path else cwd
+    else:
+        return []
+    lexical = canonical_path(path, cwd)
+    real = resolved_path(path, cwd)
+    return [(action, real)] if real == lexical else [(action, real), (action, lexical)]
 
 
 def handle_event(config_name: str, event: dict[str, Any]) -> HookAnswer:
@@ -114,7 +120,7 @@ def handle_event(config_name: str, event: dict[str, Any]) -> HookAnswer:
         details.update(tool=tool, tool_use_id=event.get("tool_use_id", ""), input=cap_text(tool_input))
     if name == "PreToolUse":
         context_input = tool_input_context(tool_input, cwd)
-        implied = implied_file_actions(tool, context_input, cwd)
+        implied = implied_file_actions(tool, tool_input, cwd)
         verdict = gate.decide(tool_resource(tool), context_input, implied, session)
         reason = verdict.reason(gate.config.name)
         for check in verdict.checks:
@@ -140,6 +146,8 @@ def handle_event(config_name: str, event: dict[str, Any]) -> HookAnswer:
         for recorded in answer.events:
             recorded.details["policy_hash"] = policy_hash
         ledger.append(answer.events)
+        if name == "SessionEnd":  # like every session, a Claude Code session ends with a signed checkpoint
+            ledger.checkpoint()
     return answer
 
 

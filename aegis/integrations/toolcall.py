@@ -6,8 +6,10 @@ input as ``context.input``. Before that, the input is put in the one form
 policies can match safely, for the same reason file paths are canonicalised:
 
 - path fields (``file_path``, ``path``, ``notebook_path``) become canonical
-  absolute paths, resolved against the agent's working directory, and a
-  ``notebook_path`` is also offered as ``file_path``;
+  absolute paths, resolved against the agent's working directory, with
+  symlinks resolved (this process runs as the agent's user in its mount
+  namespace, so it sees what the tool will open); a ``notebook_path`` is also
+  offered as ``file_path``;
 - ``url`` is rebuilt as ``scheme://host[:port]/path?query`` with user info
   dropped, the host lower-cased and any IP literal in its plain form, so
   ``http://x@0xa9fea9fe/`` reaches policy as ``http://169.254.169.254/``;
@@ -21,6 +23,7 @@ only when every one of its checks allows it.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,13 +87,18 @@ def normalise_url(url: str) -> str:
     return f"{parts.scheme.lower()}://{netloc}{parts.path}{query}"
 
 
+def resolved_path(path: str, cwd: str) -> str:
+    """``path`` canonical (see ``canonical_path``), then with its symlinks resolved."""
+    return os.path.realpath(canonical_path(path, cwd))
+
+
 def tool_input_context(tool_input: dict[str, Any], cwd: str) -> dict[str, Any]:
     """The ``context.input`` record for ``tool_input`` (paths, url and command canonicalised)."""
     out = dict(tool_input)
     for key in PATH_KEYS:
         value = out.get(key)
         if isinstance(value, str) and value:
-            out[key] = canonical_path(value, cwd)
+            out[key] = resolved_path(value, cwd)
     if "file_path" not in out and "notebook_path" in out:  # one attribute for "the file a tool edits"
         out["file_path"] = out["notebook_path"]
     if isinstance(out.get("url"), str):
