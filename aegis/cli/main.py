@@ -1,65 +1,47 @@
-"""``aegis``: the entry point. Subcommands are imported only when invoked, so a
-hook call or ``--help`` does not pay for the whole package."""
+"""``aegis``: the entry point.
+
+The Claude Code hook is dispatched before anything else is imported: it is on the
+agent's critical path, and it must fail closed (exit 2) even if importing the CLI
+itself fails. Everything else goes through the click application in ``app.py``.
+"""
 
 from __future__ import annotations
 
-import importlib
 import sys
 
-import click
 
-from aegis.errors import AegisError
-
-# command name -> "module:attribute"; each module holds one command or group.
-COMMANDS: dict[str, str] = {
-    "setup": "aegis.cli.setup_cmd:setup",
-    "init": "aegis.cli.init_cmd:init",
-    "policy": "aegis.cli.policy_cmd:policy",
-    "audit": "aegis.cli.audit_cmd:audit",
-    "run": "aegis.cli.run_cmd:run",
-    "wrap": "aegis.cli.wrap_cmd:wrap",
-    "monitor": "aegis.cli.monitor_cmd:monitor",
-    "report": "aegis.cli.report_cmd:report",
-    "status": "aegis.cli.status_cmd:status",
-    "hook": "aegis.cli.hook_cmd:hook",
-    "integrate": "aegis.cli.integrate_cmd:integrate",
-    "mcp-proxy": "aegis.cli.mcp_cmd:mcp_proxy",
-}
-
-
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module, attr = target.split(":")
-        return getattr(importlib.import_module(module), attr)
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="aegis-runtime", prog_name="aegis")
-def cli() -> None:
-    """Aegis: a zero-trust runtime for AI agents.
-
-    Runs agents under kernel-enforced Cedar policies (default-deny), observes every
-    file, process and network action per process, and records it all in a
-    tamper-evident audit ledger.
-
-    Start with `aegis setup`, then `aegis init NAME` or `aegis wrap -- CMD`.
-    """
+def _hook_config(argv: list[str]) -> str | None:
+    """The config name of ``hook claude-code --config NAME`` (exactly that form), else None."""
+    if argv[:2] != ["hook", "claude-code"]:
+        return None
+    rest = argv[2:]
+    if len(rest) == 2 and rest[0] == "--config" and rest[1] and not rest[1].startswith("-"):
+        return rest[1]
+    if len(rest) == 1 and rest[0].startswith("--config=") and len(rest[0]) > len("--config="):
+        return rest[0][len("--config="):]
+    return None
 
 
 def fail(message: str, code: int = 1) -> None:
-    click.echo(f"aegis: error: {message}", err=True)
+    sys.stderr.write(f"aegis: error: {message}\n")
     sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    hook_config = _hook_config(args)
+    if hook_config is not None:
+        from aegis.integrations.hook_entry import run_claude_code_hook
+
+        sys.exit(run_claude_code_hook(hook_config))
+
+    import click
+
+    from aegis.cli.app import cli
+    from aegis.errors import AegisError
+
     try:
-        result = cli.main(args=argv, prog_name="aegis", standalone_mode=False)
+        result = cli.main(args=args, prog_name="aegis", standalone_mode=False)
     except AegisError as exc:
         fail(str(exc).replace("\n", " "), exc.exit_code)
     except click.exceptions.Abort:
