@@ -13,7 +13,6 @@ from pathlib import Path
 from aegis import paths
 from aegis.config import Config, load_config, load_config_dir
 from aegis.errors import AegisError
-from aegis.provision import create_config
 
 RUN_DEFAULT_TEMPLATE = "allow-read-only"
 WRAP_DEFAULT_TEMPLATE = "permit-all"
@@ -45,13 +44,9 @@ def config_for_run(command: Sequence[str], config_name: str | None, template: st
     """`aegis run`: the named config, or the command's own config, created (enforcing,
     ``allow-read-only`` unless ``template``) when it does not exist."""
     resolve_command(command)
-    if config_name is not None:
-        if template is not None:
-            raise AegisError("--policy only applies when `aegis run` creates a config; "
-                             f"config {config_name!r} keeps its own policies "
-                             "(edit them, or `aegis init --force`)")
+    if config_name is not None and template is None:
         return load_config(config_name)
-    name = name_for_command(command)
+    name = paths.validate_name(config_name) if config_name is not None else name_for_command(command)
     directory = paths.config_dir(name)
     if (directory / paths.CONFIG_FILE).is_file():
         if template is not None:
@@ -61,6 +56,8 @@ def config_for_run(command: Sequence[str], config_name: str | None, template: st
     if (paths.wrap_dir(name) / paths.CONFIG_FILE).is_file():
         raise AegisError(f"{name!r} is a wrap (aegis wrap); run it with `aegis wrap --name {name}`, or give "
                          "`aegis run` another config with --config")
+    from aegis.provision import create_config  # only when creating: it imports the ledger and Cedar
+
     return create_config(directory, name, template or RUN_DEFAULT_TEMPLATE, Path.cwd())
 
 
@@ -80,6 +77,8 @@ def config_for_wrap(command: Sequence[str], name: str | None, template: str | No
     if exists and project_dir is None:
         project_dir = load_config_dir(directory).project_dir
     chosen = template or WRAP_DEFAULT_TEMPLATE
+    from aegis.provision import create_config
+
     return create_config(directory, name, chosen, project_dir or Path.cwd(), network=chosen == "permit-all",
                          force=exists)
 
