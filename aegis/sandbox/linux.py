@@ -15,7 +15,7 @@ import os
 import select
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +25,22 @@ from aegis.config import Config
 from aegis.errors import AegisError
 from aegis.ledger import Event, Ledger, open_ledger
 from aegis.native import errno_name, ffi, lib
+from aegis.nets.landlock_audit import DenialHarvester
+from aegis.nets.snapshot import MUTATING_ACTIONS, SnapshotNet
 from aegis.observer import select_observer
 from aegis.observer.api import Observer
 from aegis.observer.seccomp import RING_CAPACITY, RING_WAIT_MS, SeccompObserver, parse_allowed_network
-from aegis.policy.compiler import TRUE, CompiledPolicy, compile_policy
-from aegis.policy.engine import PolicyEngine
-from aegis.policy.landlock import NET_BIND_TCP, NET_CONNECT_TCP, LandlockSpec
-from aegis.policy.seccomp import SeccompSpec
+from aegis.policy.landlock import (
+    FS_MAKE_DIR,
+    FS_MAKE_REG,
+    FS_REMOVE_FILE,
+    FS_WRITE_FILE,
+    NET_BIND_TCP,
+    NET_CONNECT_TCP,
+)
+from aegis.policy.seccomp import SeccompSpec, seccomp_spec
 from aegis.sandbox.capabilities import landlock_abi
+from aegis.sandbox.policy_cache import NET_PERMIT_ALL, NET_PERMIT_SOME, SessionPolicy, session_policy
 from aegis.sandbox.session import resolve_command
 
 DRAIN_INTERVAL_S = 0.02        # how often the ring is drained while the agent runs
@@ -40,6 +48,10 @@ DRAIN_BATCH = 4096             # events per ledger transaction
 INTERRUPT_GRACE_S = 3.0        # after forwarding SIGINT/SIGTERM, before SIGKILL
 STRAGGLER_GRACE_S = 1.0        # daemons left at the end: SIGTERM, then SIGKILL after this
 STRAGGLER_DEADLINE_S = 5.0
+# Landlock rights that let the agent change what is below a rule's path (snapshot_roots).
+LANDLOCK_WRITES = FS_WRITE_FILE | FS_MAKE_REG | FS_MAKE_DIR | FS_REMOVE_FILE
+SCRATCH_DIRS = ("/", "/tmp", "/var/tmp", "/dev/shm")
+SYSTEM_DIRS = ("/dev", "/proc", "/sys", "/run")
 # How the network is enforced (see network_mode).
 NETWORK_OPEN = "open"
 NETWORK_POLICY = "TCP decided by policy"
@@ -72,7 +84,7 @@ def protected_paths(config: Config) -> list[str]:
     return out
 
 
-def network_mode(compiled: CompiledPolicy, allowed_network: Sequence[str]) -> str:
+def network_mode(policy: SessionPolicy, allowed_network: Sequence[str]) -> str:
     """How the network is enforced.
 
     An unconditional permit of NetConnect (and no forbid) leaves it open: every
@@ -81,11 +93,9 @@ def network_mode(compiled: CompiledPolicy, allowed_network: Sequence[str]) -> st
     raw sockets cannot be created. Each TCP connect() is then decided by the policy
     (and ``allowed_network``); with no permit at all, Landlock also stops TCP in the
     kernel except on the ``allowed_network`` ports."""
-    rules = compiled.rules.get(Action.NetConnect, [])
-    if any(r.effect == "permit" and r.matcher == TRUE for r in rules) and \
-            not any(r.effect == "forbid" for r in rules):
+    if policy.net_permit == NET_PERMIT_ALL:
         return NETWORK_OPEN
-    if any(r.effect == "permit" for r in rules):
+    if policy.net_permit == NET_PERMIT_SOME:
         return NETWORK_POLICY
     return NETWORK_LISTED if allowed_network else NETWORK_DENIED
 
@@ -98,22 +108,22 @@ def nearest_existing(path: str) -> str:
     return str(p)
 
 
-def build_ruleset(spec: LandlockSpec, mode: str, net_ports: Sequence[int]) -> int:
-    """The Landlock ruleset fd for ``spec`` (already masked ``for_abi``), -1 without Landlock.
+def build_ruleset(policy: SessionPolicy, mode: str, net_ports: Sequence[int]) -> int:
+    """The Landlock ruleset fd for ``policy`` (masked for the kernel's ABI), -1 without Landlock.
 
     The network part is Aegis's: TCP connect/bind handled (denied) unless the policy
     decides connections, with the ports of ``allowed_network`` open for the supervisor
     to decide by address."""
-    if spec.abi < 1:
+    if policy.landlock_abi < 1:
         return -1
     handled_net, ports = 0, []
-    if spec.abi >= 4 and mode in (NETWORK_LISTED, NETWORK_DENIED):
+    if policy.landlock_abi >= 4 and mode in (NETWORK_LISTED, NETWORK_DENIED):
         handled_net = NET_CONNECT_TCP | NET_BIND_TCP
         ports = [(port, NET_CONNECT_TCP) for port in sorted(set(net_ports))]
-    rules = [(nearest_existing(p), access) for p, access in spec.rules]
+    rules = [(nearest_existing(p), access) for p, access in policy.landlock_rules]
     keep = [ffi.new("char[]", os.fsencode(p)) for p, _ in rules]
     fd = lib.aegis_landlock_build_ruleset(
-        spec.handled_fs, handled_net, spec.scoped, ffi.new("const char *[]", keep or [ffi.NULL]),
+        policy.handled_fs, handled_net, policy.scoped, ffi.new("const char *[]", keep or [ffi.NULL]),
         ffi.new("uint64_t[]", [a for _, a in rules] or [0]), len(rules),
         ffi.new("uint64_t[]", [p for p, _ in ports] or [0]),
         ffi.new("uint64_t[]", [a for _, a in ports] or [0]), len(ports))
@@ -192,6 +202,9 @@ class _Session:
         self.root_pid = 0
         self.ended = False
         self.counts = {"events": 0, "denied": 0, "dropped": 0}
+        # for the completeness nets at session end: what the observer already explains
+        self.denials: list[Event] = []
+        self.mutated: set[str] = set()
 
     def note(self, action: str, resource: str, **details: object) -> None:
         self.ledger.append([Event(action=action, resource=resource, decision="info",
@@ -208,7 +221,10 @@ class _Session:
             if events:
                 self.ledger.append(events)
                 self.counts["events"] += len(events)
-                self.counts["denied"] += sum(e.decision == "deny" for e in events)
+                denials = [e for e in events if e.decision == "deny"]
+                self.counts["denied"] += len(denials)
+                self.denials.extend(denials)
+                self.mutated.update(e.resource for e in events if e.action in MUTATING_ACTIONS)
             dropped = self.observer.take_dropped()
             if dropped:
                 self.counts["dropped"] += dropped
@@ -272,63 +288,102 @@ class _Session:
             time.sleep(DRAIN_INTERVAL_S)
 
 
-def _residual_decider(engine: PolicyEngine, session_id: str):  # noqa: ANN202 (see ResidualDecider)
+def _residual_decider(policy: SessionPolicy, principal: str, session_id: str):  # noqa: ANN202 (ResidualDecider)
+    """cedarpy for what the table leaves open; the engine is built on the first such
+    request (from the policy texts the session started with), so start-up never pays for it."""
+    engines: list[object] = []
+
     def decide(action: Action, path: str, pid: int, exe: str) -> tuple[bool, str | None, Sequence[str]]:
-        d = engine.authorize(action, path, {"pid": pid, "executable": exe, "session": session_id})
+        if not engines:
+            from aegis.policy.engine import PolicyEngine
+
+            engines.append(PolicyEngine.from_sources(policy.sources, principal))
+        d = engines[0].authorize(action, path, {"pid": pid, "executable": exe, "session": session_id})
         return d.allowed, (d.policy_ids[0] if d.policy_ids else None), d.errors
     return decide
 
 
+def load_table(policy: SessionPolicy) -> object:
+    """The C decision table (``struct aegis_dtable *``, freed when collected)."""
+    raw = lib.aegis_dtable_load(policy.table_blob, len(policy.table_blob))
+    if raw == ffi.NULL:
+        raise AegisError("the compiled decision table was rejected by the C loader")
+    return ffi.gc(raw, lib.aegis_dtable_free)
+
+
+def snapshot_roots(policy: SessionPolicy) -> list[str]:
+    """The snapshot net's roots besides the project: directories the kernel lets the
+    agent write below, except the whole filesystem and shared scratch space (walking
+    and hashing those at every session start and end would cost more than the session)."""
+    return [p for p, access in policy.landlock_rules
+            if access & LANDLOCK_WRITES and os.path.isdir(p)
+            and p not in SCRATCH_DIRS and not any(p == d or p.startswith(d + "/") for d in SYSTEM_DIRS)]
+
+
+def _completeness_nets(config: Config, policy: SessionPolicy, session_id: str,
+                       snapshot: bool) -> tuple[DenialHarvester, SnapshotNet | None]:
+    """Started before the agent: the Landlock denial harvester and the snapshot net."""
+    harvester = DenialHarvester.start(session_id)
+    if not (snapshot and config.snapshot_enabled):
+        return harvester, None
+    return harvester, SnapshotNet.for_config(config, extra_roots=snapshot_roots(policy))
+
+
 def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
                 ring_capacity: int = RING_CAPACITY, ring_wait_ms: int = RING_WAIT_MS,
-                open_on_behalf: bool = True) -> SessionResult:
+                open_on_behalf: bool = True, snapshot: bool = True, env: Mapping[str, str] | None = None,
+                on_spawn: Callable[[str, int], None] | None = None) -> SessionResult:
     """Run ``command`` under ``config``'s policies; returns when every process of it has ended.
+
+    ``env`` is the agent's environment (default: this process's). ``on_spawn(session_id,
+    pid)`` is called as soon as the agent process exists (aegis.api reports both early).
 
     ``ring_capacity`` / ``ring_wait_ms`` size the observation ring and how long a full
     ring may delay the agent before a record is dropped (and counted). ``open_on_behalf``
     (the default) makes allowed opens race-free; turning it off exists to measure and
-    demonstrate what it protects against."""
+    demonstrate what it protects against. ``snapshot=False`` skips the snapshot net
+    (`--no-snapshot`); the config's ``snapshot.enabled`` can also turn it off."""
 
     exe = resolve_command(command)
-    files = config.policy_files()
-    if not files:
-        raise AegisError(f"config {config.name!r} has no policy files ({config.file}); default-deny would "
-                         "block everything: add a policy or use --policy")
-    engine = PolicyEngine.from_files(files, config.name)
-    compiled = compile_policy(engine)
+    policy = session_policy(config, landlock_abi())
+    table = load_table(policy)
     mechanism = select_observer(config.observer)
     net_rules = parse_allowed_network(config.allowed_network)
-    net = network_mode(compiled, config.allowed_network)
-    landlock = compiled.landlock.for_abi(landlock_abi())
-    bpf = build_filter(compiled.seccomp, notify=mechanism == "seccomp", deny_datagram=net != NETWORK_OPEN)
+    net = network_mode(policy, config.allowed_network)
+    bpf = build_filter(seccomp_spec(), notify=mechanism == "seccomp", deny_datagram=net != NETWORK_OPEN)
 
     ledger = open_ledger(config)
-    policy_hash = ledger.record_policy_snapshot({str(f): f.read_text(encoding="utf-8") for f in files})
+    policy_hash = ledger.record_policy_snapshot(policy.files)
     session_id = ledger.begin_session(
         command=list(command), cwd=os.getcwd(), policy_hash=policy_hash, observer=mechanism,
         config=config.name,
-        details={"mode": mode, "landlock_abi": landlock.abi, "network": net,
-                 "not_enforced_by_kernel": landlock.dropped, "pid_attribution": mechanism == "seccomp"})
+        details={"mode": mode, "landlock_abi": policy.landlock_abi, "network": net,
+                 "not_enforced_by_kernel": policy.not_enforced_by_kernel, "pid_attribution": mechanism == "seccomp"})
     lib.aegis_set_child_subreaper()
     argv, _keep_argv = _cstrings(command)
-    envp, _keep_env = _cstrings([f"{k}={v}" for k, v in os.environ.items()])
+    envp, _keep_env = _cstrings([f"{k}={v}" for k, v in (os.environ if env is None else env).items()])
     listener, control = ffi.new("int *", -1), ffi.new("int *", -1)
     signals = _Signals()
     observer: Observer | None = None
     session = _Session(ledger, None, session_id, config.name)
     ruleset_fd = -1
+    harvester: DenialHarvester | None = None
     try:
-        ruleset_fd = build_ruleset(landlock, net, [r.port for r in net_rules if r.port])
+        harvester, snap = _completeness_nets(config, policy, session_id, snapshot)
+        ruleset_fd = build_ruleset(policy, net, [r.port for r in net_rules if r.port])
         pid = lib.aegis_spawn(os.fsencode(exe), argv, envp, os.fsencode(os.getcwd()), ruleset_fd, bpf,
                               listener, control)
         if pid < 0:
             raise AegisError(f"cannot start {command[0]}: {errno_name(pid)} while setting up the sandbox")
         session.root_pid = pid
+        harvester.attach(pid)
+        if on_spawn is not None:
+            on_spawn(session_id, pid)
         try:
             if mechanism == "seccomp":
                 observer = SeccompObserver(
-                    listener[0], session_id=session_id, principal=config.name, policy_ids=compiled.policy_ids,
-                    table=compiled.table, residual=_residual_decider(engine, session_id),
+                    listener[0], session_id=session_id, principal=config.name, policy_ids=policy.policy_ids,
+                    table=table, residual=_residual_decider(policy, config.name, session_id),
                     protected_paths=protected_paths(config), net_rules=net_rules, ring_capacity=ring_capacity,
                     ring_wait_ms=ring_wait_ms, open_on_behalf=open_on_behalf)
             else:
@@ -366,6 +421,10 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
             observer.stop()
             session.flush()
             session.counts.update(observer.stats())
+        if snap is not None:
+            ledger.append(snap.finish(session.mutated, session_id=session_id))
+        ledger.append(harvester.stop(recorded=session.denials))
+        harvester = None
         ledger.end_session(session_id, exit_code=exit_code, signal=sig, state=state, counts=session.counts)
         session.ended = True
         if exec_error:
@@ -378,6 +437,8 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
         if observer is not None:
             observer.stop()
             session.flush()
+        if harvester is not None and harvester.available:
+            harvester.stop()  # stops its reader thread; the session is being abandoned
         if not session.ended:
             ledger.end_session(session_id, exit_code=None, signal=None, state="interrupted",
                                counts=session.counts)
