@@ -20,35 +20,48 @@ from aegis.ledger.canonical import FIELD_INDEX
 from aegis.ledger.model import KIND_EVENT, KIND_POLICY, KIND_SESSION
 
 FORMAT = "aegis-ledger"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 PAGE_SIZE = 16384
 
-# Filterable fields as generated columns: derived from the hashed record, so an
-# index can never disagree with what the chain covers.
-_GENERATED = ",\n".join(
-    f"    {name} {'INTEGER' if name == 'ts_ns' else 'TEXT'} "
-    f"GENERATED ALWAYS AS (json_extract(record, '$[{FIELD_INDEX[name]}]')) VIRTUAL"
-    for name in ("ts_ns", "kind", "session_id", "action", "resource", "decision"))
+
+def field_sql(name: str) -> str:
+    """The SQL expression reading field ``name`` out of an entry's hashed record.
+
+    Filters and indexes read the record itself, never a copy of it in another
+    column, so nothing they see can disagree with what the chain covers. (Version 1
+    kept the fields as generated columns, but SQLite computes every generated
+    column of a row on insert, which cost a third of the ingest time.)
+    """
+    return f"json_extract(record, '$[{FIELD_INDEX[name]}]')"
+
 
 # Every index costs each append a b-tree insert, and ingest speed matters more than
 # the speed of an ad-hoc filter (a scan of a million entries takes well under a
 # second). So: sessions' entries by id, and the few bookkeeping entries (sessions,
 # policy snapshots) in a partial index; queries for them repeat this exact term so
 # SQLite can use it.
-BOOKKEEPING = f"kind != '{KIND_EVENT}'"
+KIND = field_sql("kind")
+BOOKKEEPING = f"{KIND} != '{KIND_EVENT}'"
 
-_SCHEMA = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE entries (
+_ENTRIES_TABLE = """CREATE TABLE entries (
     seq INTEGER PRIMARY KEY,
     record TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL,
-{_GENERATED}
-);
-CREATE INDEX entries_session ON entries (session_id);
-CREATE INDEX entries_bookkeeping ON entries (kind, action) WHERE {BOOKKEEPING};
+    hash TEXT NOT NULL
+)"""
+
+# Everything but the entries table and meta: version 1 files get these anew.
+_DERIVED = f"""
+CREATE INDEX entries_session ON entries ({field_sql('session_id')});
+CREATE INDEX entries_bookkeeping ON entries ({KIND}, {field_sql('action')}) WHERE {BOOKKEEPING};
+CREATE VIEW sessions AS SELECT * FROM entries WHERE {KIND} = '{KIND_SESSION}';
+CREATE VIEW policy_snapshots AS SELECT * FROM entries WHERE {KIND} = '{KIND_POLICY}';
+"""
+
+_SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+{_ENTRIES_TABLE};
 CREATE TABLE checkpoints (
     id INTEGER PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -56,9 +69,15 @@ CREATE TABLE checkpoints (
     note TEXT NOT NULL,
     created_ns INTEGER NOT NULL
 );
-CREATE VIEW sessions AS SELECT * FROM entries WHERE kind = '{KIND_SESSION}';
-CREATE VIEW policy_snapshots AS SELECT * FROM entries WHERE kind = '{KIND_POLICY}';
+{_DERIVED}
 """
+
+# Version 1 -> 2: the generated columns go (they were virtual: no stored data
+# changes) and the indexes and views are rebuilt over the record.
+_V1_GENERATED = ("ts_ns", "kind", "session_id", "action", "resource", "decision")
+_MIGRATE_V1 = ["DROP VIEW sessions", "DROP VIEW policy_snapshots", "DROP INDEX entries_session",
+               "DROP INDEX entries_bookkeeping",
+               *(f"ALTER TABLE entries DROP COLUMN {name}" for name in _V1_GENERATED)]
 
 
 @contextmanager
@@ -70,10 +89,18 @@ def database_errors(path: Path) -> Iterator[None]:
         raise AegisError(f"{path}: ledger database error: {exc}") from None
 
 
-def entries_table_sql() -> str:
-    """The CREATE statement of the entries table exactly as SQLite keeps it; verify
-    checks it so the generated columns cannot be swapped for editable ones."""
-    return next(s.strip() for s in _SCHEMA.split(";") if "CREATE TABLE entries" in s)
+# (name, declared type, not null, primary key, hidden) of each column, as
+# PRAGMA table_xinfo reports them; hidden is non-zero for generated columns.
+_ENTRIES_COLUMNS = [("seq", "INTEGER", 0, 1, 0), ("record", "TEXT", 1, 0, 0), ("prev_hash", "TEXT", 1, 0, 0),
+                    ("hash", "TEXT", 1, 0, 0)]
+
+
+def entries_table_intact(conn: sqlite3.Connection) -> bool:
+    """Whether the entries table has exactly its own columns; verify checks it so the
+    table cannot be swapped for one with other (or computed) columns."""
+    rows = conn.execute("PRAGMA table_xinfo(entries)").fetchall()
+    return [(name, kind, notnull, pk, hidden) for _cid, name, kind, notnull, _default, pk, hidden in rows] \
+        == _ENTRIES_COLUMNS
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -82,7 +109,13 @@ def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # Created here, owner-only, so SQLite's -wal and -shm files inherit the mode.
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+        # Only when it does not exist: closing any descriptor of a file drops all of this
+        # process's POSIX locks on it, including those of another open connection, which
+        # would then checkpoint and delete the WAL under its feet.
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
         # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000)
@@ -113,26 +146,33 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    if version == 0:
-        _create(conn, path)
+    if version < SCHEMA_VERSION:
+        _create_or_upgrade(conn, path)
     fmt = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
     if fmt is None or fmt[0] != FORMAT:
         raise AegisError(f"{path}: not an Aegis ledger")
 
 
-def _create(conn: sqlite3.Connection, path: Path) -> None:
+def _create_or_upgrade(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        # Re-check inside the lock: another process may have created it meanwhile.
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+        # Re-check inside the lock: another process may have done it meanwhile.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
             if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise AegisError(f"{path}: not an Aegis ledger (an unrelated SQLite database)")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            _run(conn, _SCHEMA.split(";"))
             conn.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (FORMAT,))
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version == 1:
+            _run(conn, [*_MIGRATE_V1, *_DERIVED.split(";")])
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _run(conn: sqlite3.Connection, statements: list[str]) -> None:
+    for statement in statements:
+        if statement.strip():
+            conn.execute(statement)
