@@ -16,6 +16,9 @@ from aegis.report.collect import utc
 from aegis.sandbox import capabilities
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+# Ledgers up to this size are verified in full by `status` (about 0.4 s); larger ones take
+# the fast path from the newest valid checkpoint.
+FULL_VERIFY_LIMIT = 200_000
 
 
 @dataclass(frozen=True)
@@ -91,19 +94,22 @@ def check_ledger(config: Config) -> tuple[StatusItem, StatusItem]:
             "last-session", WARN, "ledger unreadable", {}
         )
     try:
-        # The whole chain and every checkpoint: the Ledger API has no "since the last good
-        # checkpoint" verify yet (about 6 s per million entries here).
-        result = ledger.verify()
+        # Up to FULL_VERIFY_LIMIT entries (well under a second) every entry is rehashed; beyond,
+        # the fast path checks every checkpoint's signature and position but rehashes only the
+        # entries after the newest valid one (`aegis audit verify` is always full).
+        full = ledger.size() <= FULL_VERIFY_LIMIT
+        result = ledger.verify(since_checkpoint=not full)
         sessions = ledger.sessions()
     finally:
         ledger.close()
-    data = {"path": str(config.ledger_path), "scope": "full", **result.to_dict()}
+    data = {"path": str(config.ledger_path), "scope": "full" if full else "since-checkpoint", **result.to_dict()}
     if result.ok:
         integrity = StatusItem(
             "ledger",
             OK,
-            f"verified (full chain): {result.entries_checked} entries, "
-            f"{result.checkpoints_checked} checkpoints",
+            (f"verified (full chain): {result.entries_checked} entries, " if full else
+             f"verified since the newest valid checkpoint: {result.entries_checked} entries rehashed, "
+             f"{result.trusted_entries} covered by it, ") + f"{result.checkpoints_checked} checkpoints",
             data,
         )
     else:

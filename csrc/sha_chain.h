@@ -28,9 +28,10 @@ int aegis_sha_chain(const unsigned char *prev, const unsigned char *records, siz
  * `stored`: its previous hash and its hash as 64 lowercase hex digits each, then its
  * canonical record. prev: the chain hash before the first entry (32 bytes).
  * Returns -1 when every entry links to its predecessor and its hash is the chain
- * hash of its record, else the index of the first entry that does not (-2 if the
- * lengths run past stored_len). last_out (32 bytes): the chain hash of the last
- * entry checked and found good, or prev. */
+ * hash of its record, else the index of the first entry that does not (-2, writing
+ * nothing, if the lengths run past stored_len or an entry is shorter than its two
+ * hashes). last_out (32 bytes): the chain hash of the last entry checked and found
+ * good, or prev. */
 long aegis_sha_chain_check(const unsigned char *prev, const unsigned char *stored, size_t stored_len,
                            const uint32_t *lens, size_t n, unsigned char *last_out);
 

@@ -86,6 +86,25 @@ def test_sessions_and_session(run_aegis, demo: str) -> None:
     assert_one_line_error(run_aegis("audit", "session", "demo", "--id", "no-such-session"))
 
 
+def test_session_changes(run_aegis, demo: str) -> None:
+    with open_ledger(load_config("demo")) as ledger:
+        ledger.append([
+            Event("FileChange", "/work/project/new.txt", "info", session_id=demo, source="snapshot",
+                  details={"change": "created"}),
+            Event("FileChange", "/work/project/b.txt", "info", session_id=demo, source="snapshot",
+                  details={"change": "renamed", "from": "/work/project/a.txt", "unobserved": True}),
+            Event("FileChange", "/work/project/other.txt", "info", session_id="another", source="snapshot",
+                  details={"change": "deleted"})])
+    table = run_aegis("audit", "session", "demo", "--id", demo, "--changes", check=True).stdout.splitlines()
+    assert table[0].split() == ["CHANGE", "PATH", "FROM", "OBSERVED"] and len(table) == 3
+    assert table[1].split() == ["created", "/work/project/new.txt", "yes"]
+    assert table[2].split() == ["renamed", "/work/project/b.txt", "/work/project/a.txt", "no"]
+    rows = json.loads(run_aegis("audit", "session", "demo", "--id", demo, "--changes", "--json",
+                                check=True).stdout)
+    assert [(r["change"], r["path"], r["unobserved"]) for r in rows] == [
+        ("created", "/work/project/new.txt", False), ("renamed", "/work/project/b.txt", True)]
+
+
 def test_policy_history_shows_a_diff(run_aegis, demo: str) -> None:
     out = run_aegis("audit", "policy-history", "demo", check=True).stdout
     assert out.count("version ") == 2

@@ -20,7 +20,7 @@ from ledger_helpers import ORIGIN, file_events, open_test_ledger
 from aegis.config import load_config, load_config_dir
 from aegis.errors import AegisError
 from aegis.ledger import Event, Ledger, open_ledger
-from aegis.ledger.canonical import encode_record
+from aegis.ledger.canonical import decode_record, encode_record, record_fields
 from aegis.ledger.history import diff_versions
 from aegis.provision import create_config
 
@@ -55,6 +55,27 @@ def test_undecodable_file_names_are_escaped_not_fatal(tmp_path: Path) -> None:
         ledger.append([Event("FileRead", name, "allow")])
         assert next(ledger.query()).resource == "/tmp/bad\\xffname"
         assert ledger.verify().ok
+
+
+def test_a_batch_with_one_odd_event_keeps_the_others_as_they_are(tmp_path: Path) -> None:
+    """The batch encoder redoes a batch event by event when one event needs cleaning;
+    every record is still exactly the canonical encoding of its own event."""
+    events = [*file_events(2), Event("FileRead", os.fsdecode(b"/bad\xff"), "allow", ts_ns=5), *file_events(2, start=2)]
+    with open_test_ledger(tmp_path) as ledger:
+        ledger.append(events)
+        texts = [row[0] for row in ledger._conn.execute("SELECT record FROM entries ORDER BY seq")]
+    expected = [encode_record(record_fields(e, "event", "tester", 0))[0] for e in events]
+    assert texts == expected and "\\\\xff" in texts[2]
+
+
+def test_records_decode_as_json_would() -> None:
+    text = encode_record([1, "event", "s", "p", "FileRead", "/é\n\"x\"", 2, 3, "", "", "allow", ["a"], [],
+                          "", {"b": [1.5, None, True], "a": {}}])[0]
+    assert decode_record(text) == json.loads(text)
+    assert decode_record(' [1, "a"] ') == [1, "a"]  # not as we write it, still JSON
+    for bad in ('[1, "a"] x', "", "{}x"):
+        with pytest.raises(json.JSONDecodeError):
+            decode_record(bad)
 
 
 def test_moving_bytes_between_adjacent_fields_changes_the_record() -> None:
@@ -194,7 +215,7 @@ def test_file_is_wal_versioned_and_owner_only(tmp_path: Path) -> None:
         ledger.append(file_events(1))
         with sqlite3.connect(tmp_path / "ledger.db") as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (2,)
             assert conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == ("aegis-ledger",)
         for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "checkpoints.log"):
             if (tmp_path / name).exists():
@@ -216,6 +237,38 @@ def test_damaged_pages_are_found_never_a_traceback(tmp_path: Path) -> None:
         assert "\n" not in str(exc) and "ledger" in str(exc)
     else:
         assert not result.ok
+
+
+def test_version_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Version 1 kept the filter fields as generated columns; opening such a file drops
+    them (no stored data changes) and the chain still verifies against its checkpoint."""
+    with open_test_ledger(tmp_path) as ledger:
+        sid = ledger.begin_session(command=["x"], cwd="/", policy_hash="h", observer="none", config="c")
+        ledger.append(file_events(5, session_id=sid))
+        ledger.end_session(sid, exit_code=0, signal=None)
+    generated = {"ts_ns": ("INTEGER", 0), "kind": ("TEXT", 1), "session_id": ("TEXT", 2),
+                 "action": ("TEXT", 4), "resource": ("TEXT", 5), "decision": ("TEXT", 10)}
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        for statement in ("DROP VIEW sessions", "DROP VIEW policy_snapshots", "DROP INDEX entries_session",
+                          "DROP INDEX entries_bookkeeping"):
+            conn.execute(statement)
+        for name, (kind, index) in generated.items():
+            conn.execute(f"ALTER TABLE entries ADD COLUMN {name} {kind} "
+                         f"GENERATED ALWAYS AS (json_extract(record, '$[{index}]')) VIRTUAL")
+        conn.execute("CREATE INDEX entries_session ON entries (session_id)")
+        conn.execute("CREATE INDEX entries_bookkeeping ON entries (kind, action) WHERE kind != 'event'")
+        conn.execute("CREATE VIEW sessions AS SELECT * FROM entries WHERE kind = 'session'")
+        conn.execute("CREATE VIEW policy_snapshots AS SELECT * FROM entries WHERE kind = 'policy'")
+        conn.execute("PRAGMA user_version = 1")
+    with open_test_ledger(tmp_path) as ledger:
+        result = ledger.verify()
+        assert result.ok and result.entries_checked == 7 and result.checkpoints_checked == 1
+        assert [s.state for s in ledger.sessions()] == ["finished"]
+        assert len(list(ledger.query(session=sid, action="FileRead"))) == 3
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert [row[1] for row in conn.execute("PRAGMA table_xinfo(entries)")] == ["seq", "record", "prev_hash",
+                                                                                   "hash"]
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

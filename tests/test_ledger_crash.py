@@ -55,7 +55,7 @@ def test_concurrent_writers_never_fork_the_chain(tmp_path: Path) -> None:
 
 def count_events(directory: Path) -> int:
     with sqlite3.connect(directory / "ledger.db") as conn:
-        return conn.execute("SELECT count(*) FROM entries WHERE kind = 'event'").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM entries WHERE json_extract(record, '$[1]') = 'event'").fetchone()[0]
 
 
 def test_sigkill_mid_batch_leaves_a_verifiable_ledger(tmp_path: Path) -> None:

@@ -59,9 +59,11 @@ def test_editing_any_field_of_a_middle_entry(ledger_dir: Path, field: str) -> No
     assert verify(ledger_dir) == (5, "hash mismatch")
 
 
-def test_generated_columns_cannot_be_edited(ledger_dir: Path) -> None:
-    with pytest.raises(sqlite3.OperationalError, match="generated"):
-        sql(ledger_dir, "UPDATE entries SET action = 'FileWrite' WHERE seq = 5")
+def test_filters_read_the_hashed_record_not_an_editable_copy(ledger_dir: Path) -> None:
+    with pytest.raises(sqlite3.OperationalError, match="no such column"):
+        sql(ledger_dir, "UPDATE entries SET action = 'FileRead' WHERE seq = 4")
+    with open_test_ledger(ledger_dir) as ledger:
+        assert [e.seq for e in ledger.query(action="FileWrite")] == [1, 4, 7, 10]
 
 
 def test_editing_the_stored_hash(ledger_dir: Path) -> None:
@@ -74,6 +76,18 @@ def test_editing_the_previous_hash(ledger_dir: Path) -> None:
     assert verify(ledger_dir) == (5, "broken link")
 
 
+@pytest.mark.parametrize(("column", "reason"), [("prev_hash", "broken link"), ("hash", "hash mismatch")])
+def test_truncated_hash_values(ledger_dir: Path, column: str, reason: str) -> None:
+    sql(ledger_dir, f"UPDATE entries SET {column} = 'ab' WHERE seq = 5")
+    assert verify(ledger_dir) == (5, reason)
+
+
+@pytest.mark.parametrize("seq", [0, -3])
+def test_an_entry_before_the_first(ledger_dir: Path, seq: int) -> None:
+    sql(ledger_dir, f"INSERT INTO entries SELECT {seq}, record, prev_hash, hash FROM entries WHERE seq = 1")
+    assert verify(ledger_dir) == (seq, "gap")
+
+
 def test_renumbering_an_entry(ledger_dir: Path) -> None:
     sql(ledger_dir, "UPDATE entries SET seq = 500 WHERE seq = 5")
     assert verify(ledger_dir) == (5, "gap")
@@ -83,7 +97,8 @@ def test_shifting_bytes_between_adjacent_fields(ledger_dir: Path) -> None:
     sql(ledger_dir, "UPDATE entries SET record = "
                     "replace(record, '\"FileRead\",\"/work', '\"FileRea\",\"d/work') WHERE seq = 5")
     with sqlite3.connect(ledger_dir / "ledger.db") as conn:
-        assert conn.execute("SELECT action, resource FROM entries WHERE seq = 5").fetchone() == (
+        assert conn.execute("SELECT json_extract(record, '$[4]'), json_extract(record, '$[5]') FROM entries "
+                            "WHERE seq = 5").fetchone() == (
             "FileRea", "d/work/project/file4.txt")
     assert verify(ledger_dir) == (5, "hash mismatch")
 
@@ -191,8 +206,8 @@ def test_verifies_with_the_public_key_alone(ledger_dir: Path, tmp_path_factory) 
 
 
 def test_redefined_entries_table_is_reported(ledger_dir: Path) -> None:
-    sql(ledger_dir, "CREATE TABLE plain AS SELECT seq, record, prev_hash, hash, ts_ns, kind, session_id,"
-                    " action, resource, decision FROM entries",
+    sql(ledger_dir, "CREATE TABLE plain AS SELECT seq, record, prev_hash, hash, "
+                    "json_extract(record, '$[4]') AS action FROM entries",
         "DROP VIEW sessions", "DROP VIEW policy_snapshots", "DROP TABLE entries",
         "ALTER TABLE plain RENAME TO entries", "UPDATE entries SET action = 'FileWrite' WHERE seq = 5")
     first, reason = verify(ledger_dir)

@@ -222,7 +222,7 @@ def test_long_ledger_catches_up_in_chunks_and_shows_newest(demo: Config) -> None
 
 
 def test_needs_a_terminal(demo, run_aegis) -> None:
-    from conftest import assert_one_line_error
+    from support import assert_one_line_error
 
     assert_one_line_error(run_aegis("monitor", "demo"))
     assert_one_line_error(run_aegis("monitor", "missing"))

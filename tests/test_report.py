@@ -344,7 +344,7 @@ def test_invalid_policies_are_reported_not_fatal(demo) -> None:
 
 
 def test_bad_input_is_one_line_error(demo, run_aegis) -> None:
-    from conftest import assert_one_line_error
+    from support import assert_one_line_error
 
     assert_one_line_error(run_aegis("report", "nope"))
     assert_one_line_error(run_aegis("report", "demo", "--since", "yesterday-ish"))

@@ -108,3 +108,12 @@ def test_no_ledger_yet_is_a_warning(aegis_home: Path, tmp_path: Path) -> None:
     config.ledger_path.unlink(missing_ok=True)
     got = by_name(config_status("fresh"))
     assert got["ledger"].level == WARN and got["last-session"].level == WARN
+
+
+def test_large_ledger_takes_the_checkpoint_fast_path(demo: Config, monkeypatch) -> None:
+    import aegis.status
+
+    monkeypatch.setattr(aegis.status, "FULL_VERIFY_LIMIT", 0)
+    got = by_name(config_status("demo"))
+    assert got["ledger"].level == OK and got["ledger"].data["scope"] == "since-checkpoint"
+    assert got["ledger"].data["trusted_entries"] > 0

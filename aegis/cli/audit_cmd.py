@@ -14,6 +14,7 @@ from aegis.export import FORMATS, export_entries, follow_entries
 from aegis.ledger import Entry, Ledger, open_ledger
 from aegis.ledger.history import diff_versions
 from aegis.ledger.timespec import format_time, parse_time
+from aegis.nets.snapshot import changes_for_session, changes_table
 
 # Streamed table: fixed widths, so a million rows print without being held in memory.
 _COLUMNS = (("SEQ", 8), ("TIME (UTC)", 20), ("SESSION", 8), ("ACTION", 14), ("DECISION", 8), ("RESOURCE", 56),
@@ -128,11 +129,21 @@ def sessions(name: str, as_json: bool) -> None:
 @audit.command()
 @click.argument("name")
 @click.option("--id", "session_id", required=True, help="The session id (see `aegis audit sessions`).")
+@click.option("--changes", is_flag=True,
+              help="Print only the session's file changes (what its project snapshot found created, "
+                   "modified or deleted, and whether each was observed as it happened).")
 @click.option("--json", "as_json", is_flag=True, help="Print the session and its entries as JSON.")
-def session(name: str, session_id: str, as_json: bool) -> None:
+def session(name: str, session_id: str, changes: bool, as_json: bool) -> None:
     """Show one session of config NAME and every entry it recorded."""
     with _ledger(name) as ledger:
         found = ledger.session(session_id)
+        if changes:
+            rows = changes_for_session(ledger, found.id)
+            if as_json:
+                echo_json(rows)
+            else:
+                echo_table(*changes_table(rows))
+            return
         entries = ledger.query(session=session_id)
         if as_json:
             echo_json({"session": found.to_dict(), "entries": [e.to_dict() for e in entries]})

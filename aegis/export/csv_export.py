@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 from aegis.ledger import Entry
+from aegis.ledger.canonical import canonical_json
 
 COLUMNS = ("seq", "ts_ns", "kind", "session_id", "principal", "action", "resource", "decision", "pid", "ppid",
            "executable", "source", "policy_ids", "errors", "reason", "details", "prev_hash", "hash")
@@ -24,7 +24,7 @@ def neutralise(value: Any) -> Any:
 
 def _cell(value: Any) -> Any:
     if isinstance(value, list | dict):
-        value = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        value = canonical_json(value)
     return neutralise(value)
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import TextIO
 
 from aegis.ledger import Entry
+from aegis.ledger.canonical import compact_json_encoder
+
+_compact_json = compact_json_encoder(sort_keys=False)  # fields in Entry.to_dict order
 
 
 def _dumps(entry: Entry) -> str:
-    return json.dumps(entry.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    return _compact_json(entry.to_dict())
 
 
 def write_jsonl(entries: Iterable[Entry], out: TextIO) -> int:

@@ -11,13 +11,13 @@ import os
 from typing import TYPE_CHECKING
 
 from aegis.ledger.ledger import Ledger
-from aegis.ledger.model import Entry, Event, PolicyVersion, Session, VerifyResult
+from aegis.ledger.model import Checkpoint, Entry, Event, PolicyVersion, Session, VerifyResult
 from aegis.ledger.signing import ensure_signing_key
 
 if TYPE_CHECKING:
     from aegis.config import Config
 
-__all__ = ["Entry", "Event", "Ledger", "PolicyVersion", "Session", "VerifyResult", "initialize_ledger",
+__all__ = ["Checkpoint", "Entry", "Event", "Ledger", "PolicyVersion", "Session", "VerifyResult", "initialize_ledger",
            "ledger_origin", "open_ledger"]
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import json.scanner
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aegis.errors import AegisError
@@ -26,18 +27,38 @@ def _refuse(value: object) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-def _make_encoder() -> Callable[[Any], str]:
-    # The C encoder built once and reused: JSONEncoder.encode builds a new one per
-    # call, which is most of the cost of encoding a short record, and appends are hot.
+def compact_json_encoder(*, sort_keys: bool) -> Callable[[Any], str]:
+    """A function encoding values as compact JSON (UTF-8 as is, no NaN), keys sorted
+    or in their own order.
+
+    The C encoder built once and reused: JSONEncoder.encode builds a new one per
+    call, which is most of the cost of encoding a short record, and appends and
+    exports are hot.
+    """
     make = json.encoder.c_make_encoder
     if make is None:
-        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False,
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, allow_nan=False,
                                 default=_refuse).encode
-    encoder = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+    encoder = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", sort_keys, False, False)
     return lambda value: "".join(encoder(value, 0))
 
 
-canonical_json: Callable[[Any], str] = _make_encoder()
+canonical_json: Callable[[Any], str] = compact_json_encoder(sort_keys=True)
+
+# The C scanner json.loads ends in, called directly: json.loads first runs two regex
+# matches and two Python frames, which cost as much as decoding a short record.
+_scan = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def decode_record(text: str) -> list[Any]:
+    """The field values of a stored record (RECORD_FIELDS order)."""
+    try:
+        fields, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text) or type(fields) is not list:
+        return json.loads(text)  # not as written: let json say what is wrong with it
+    return fields
 
 
 def encode_record(fields: list[Any]) -> tuple[str, bytes]:
@@ -55,6 +76,30 @@ def encode_record(fields: list[Any]) -> tuple[str, bytes]:
     except UnicodeEncodeError:
         text = canonical_json(_clean(fields))
         return text, text.encode()
+
+
+def encode_records(events: Iterable[Any], kind: str, principal: str, now: int) -> tuple[list[str], list[bytes]]:
+    """``encode_record`` of each event (an ``Event``) as an entry of ``kind``: (texts,
+    their UTF-8 bytes). An event without a principal gets ``principal``, one without
+    a time gets ``now``.
+
+    The whole batch goes through canonical_json in one comprehension; only a batch
+    holding something it cannot take as is (a value that is not JSON, text that is
+    not valid Unicode) is redone event by event, to clean or name the culprit.
+    """
+    try:
+        texts = [canonical_json(record_fields(e, kind, principal, now)) for e in events]
+        return texts, [text.encode() for text in texts]
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        pairs = [encode_record(record_fields(e, kind, principal, now)) for e in events]
+        return [text for text, _ in pairs], [data for _, data in pairs]
+
+
+def record_fields(event: Any, kind: str, principal: str, now: int) -> list[Any]:
+    """The values of an event's record, in RECORD_FIELDS order."""
+    return [event.ts_ns or now, kind, event.session_id, event.principal or principal, event.action,
+            event.resource, event.pid, event.ppid, event.executable, event.source, event.decision,
+            event.policy_ids, event.errors, event.reason, event.details]
 
 
 def _clean(value: Any) -> Any:

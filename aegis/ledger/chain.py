@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from aegis.native import ffi, lib
 
 HASH_LEN = 32
+HEX_LEN = 2 * HASH_LEN
 GENESIS = bytes(HASH_LEN)  # the "previous hash" of the first entry
 
 
@@ -52,5 +53,8 @@ def check_stored(prev: bytes, stored: Sequence[bytes]) -> tuple[int | None, byte
     lens = ffi.new("uint32_t[]", list(map(len, stored)))
     bad = lib.aegis_sha_chain_check(prev, blob, len(blob), lens, len(stored), last)
     if bad == -2:
-        return 0, prev
+        # An entry too short to hold its two hashes: check the ones before it.
+        short = next(i for i, entry in enumerate(stored) if len(entry) < 2 * HEX_LEN)
+        bad_before, last_good = check_stored(prev, stored[:short])
+        return (short if bad_before is None else bad_before), last_good
     return (None if bad == -1 else bad), bytes(last)

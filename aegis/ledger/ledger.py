@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aegis.errors import AegisError
 from aegis.ledger import storage
-from aegis.ledger.canonical import FIELD_INDEX, encode_record, policy_hash
+from aegis.ledger.canonical import FIELD_INDEX, encode_records, policy_hash
 from aegis.ledger.chain import GENESIS, HASH_LEN, chain_records
 from aegis.ledger.checkpoints import write_checkpoint
 from aegis.ledger.model import (
@@ -31,6 +31,7 @@ from aegis.ledger.model import (
     POLICY_SNAPSHOT,
     SESSION_END,
     SESSION_START,
+    Checkpoint,
     Entry,
     Event,
     PolicyVersion,
@@ -40,17 +41,21 @@ from aegis.ledger.model import (
 from aegis.ledger.query import SELECT_ENTRIES, EntryFilter, entry_from_row, iter_entries
 from aegis.ledger.sessions import fold_sessions, owner_of, process_alive, process_token
 from aegis.ledger.signing import PRIVATE_KEY_FILE, VERIFIER_KEY_FILE, NoteSigner, NoteVerifier
-from aegis.ledger.storage import BOOKKEEPING
-from aegis.ledger.verify import verify_ledger
+from aegis.ledger.storage import BOOKKEEPING, KIND, field_sql
+from aegis.ledger.verify import read_checkpoints, verify_ledger
 
 DECISIONS = ("allow", "deny", "info")
 _INSERT = "INSERT INTO entries (seq, record, prev_hash, hash) VALUES (?, ?, ?, ?)"
 # Run at every open, so it must not scan the entries: the kind terms steer both
 # halves to the partial index.
-_SESSION_ENTRY = f"{BOOKKEEPING} AND kind = '{KIND_SESSION}'"
-_OPEN_SESSIONS = (f"{SELECT_ENTRIES} WHERE {_SESSION_ENTRY} AND action = '{SESSION_START}' "
-                  f"AND session_id NOT IN (SELECT session_id FROM entries WHERE {_SESSION_ENTRY} "
-                  f"AND action = '{SESSION_END}') ORDER BY seq")
+_ACTION, _SESSION = field_sql("action"), field_sql("session_id")
+_SESSION_ENTRY = f"{BOOKKEEPING} AND {KIND} = '{KIND_SESSION}'"
+_OPEN_SESSIONS = (f"{SELECT_ENTRIES} WHERE {_SESSION_ENTRY} AND {_ACTION} = '{SESSION_START}' "
+                  f"AND {_SESSION} NOT IN (SELECT {_SESSION} FROM entries WHERE {_SESSION_ENTRY} "
+                  f"AND {_ACTION} = '{SESSION_END}') ORDER BY seq")
+_LAST_POLICY_HASH = (f"SELECT json_extract(record, '$[{FIELD_INDEX['details']}].hash') FROM entries "
+                     f"WHERE {BOOKKEEPING} AND {KIND} = '{KIND_POLICY}' AND {_ACTION} = '{POLICY_SNAPSHOT}' "
+                     "ORDER BY seq DESC LIMIT 1")
 
 
 class Ledger:
@@ -124,33 +129,34 @@ class Ledger:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def _prepare(self, event: Event, kind: str) -> tuple[str, bytes]:
-        """The canonical record of ``event`` (text to store, bytes to hash)."""
-        if event.decision not in DECISIONS:
+    def _prepare(self, events: Sequence[Event], kind: str) -> tuple[list[str], list[bytes]]:
+        """The canonical records of ``events`` (text to store, bytes to hash)."""
+        bad = {e.decision for e in events}.difference(DECISIONS)
+        if bad:
+            event = next(e for e in events if e.decision in bad)
             raise AegisError(f"ledger event {event.action!r}: decision must be one of "
                              f"{', '.join(DECISIONS)}, got {event.decision!r}")
-        return encode_record([
-            event.ts_ns or time.time_ns(), kind, event.session_id, event.principal or self.principal,
-            event.action, event.resource, event.pid, event.ppid, event.executable, event.source,
-            event.decision, event.policy_ids, event.errors, event.reason, event.details])
+        return encode_records(events, kind, self.principal, time.time_ns())
 
-    def _insert_locked(self, prepared: list[tuple[str, bytes]]) -> list[int]:
+    def _insert_locked(self, prepared: tuple[list[str], list[bytes]]) -> list[int]:
         """Chain and insert prepared records; the caller holds the write transaction,
         so the tip read here is still the tip when the batch commits."""
         tip = self._conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         first, prev = (tip[0] + 1, bytes.fromhex(tip[1])) if tip else (1, GENESIS)
-        chain, _ = chain_records(prev, [record for _, record in prepared])
+        texts, records = prepared
+        chain, _ = chain_records(prev, records)
         links = (prev + chain).hex()
         step = 2 * HASH_LEN
-        self._conn.executemany(_INSERT, [
-            (first + i, text, links[i * step:(i + 1) * step], links[(i + 1) * step:(i + 2) * step])
-            for i, (text, _) in enumerate(prepared)])
-        return list(range(first, first + len(prepared)))
+        hashes = [links[i:i + step] for i in range(0, len(links), step)]
+        seqs = range(first, first + len(texts))
+        # One pass of zip builds the rows; hashes[i] is entry i's previous hash.
+        self._conn.executemany(_INSERT, zip(seqs, texts, hashes, hashes[1:], strict=False))
+        return list(seqs)
 
     def _append(self, events: Sequence[Event], kind: str) -> list[int]:
-        prepared = [self._prepare(e, kind) for e in events]
-        if not prepared:
+        if not events:
             return []
+        prepared = self._prepare(events, kind)
         with self._write_transaction():
             return self._insert_locked(prepared)
 
@@ -198,7 +204,7 @@ class Ledger:
             with self._write_transaction():
                 ends = [self._session_end(e.session_id, None, None, "interrupted", {}) for e in abandoned()]
                 if ends:
-                    self._insert_locked([self._prepare(e, KIND_SESSION) for e in ends])
+                    self._insert_locked(self._prepare(ends, KIND_SESSION))
             if self.can_sign():
                 self.checkpoint()
 
@@ -207,14 +213,11 @@ class Ledger:
         recorded; returns its hash either way."""
         digest = policy_hash(files)
         with self._write_transaction():
-            last = self._conn.execute(
-                f"SELECT json_extract(record, '$[{FIELD_INDEX['details']}].hash') FROM entries "
-                f"WHERE {BOOKKEEPING} AND kind = '{KIND_POLICY}' AND action = '{POLICY_SNAPSHOT}' "
-                "ORDER BY seq DESC LIMIT 1").fetchone()
+            last = self._conn.execute(_LAST_POLICY_HASH).fetchone()
             if last is None or last[0] != digest:
                 event = Event(action=POLICY_SNAPSHOT, resource=digest, decision="info", source="snapshot",
                               pid=os.getpid(), details={"hash": digest, "files": dict(files)})
-                self._insert_locked([self._prepare(event, KIND_POLICY)])
+                self._insert_locked(self._prepare([event], KIND_POLICY))
         return digest
 
     def checkpoint(self) -> str:
@@ -254,10 +257,21 @@ class Ledger:
     def size(self) -> int:
         return self._conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
 
-    def verify(self) -> VerifyResult:
+    def verify(self, *, since_checkpoint: bool = False) -> VerifyResult:
+        """Check the chain and every signed checkpoint. With ``since_checkpoint``, the
+        chain is recomputed only after the newest checkpoint that is validly signed and
+        matches its entry (the quick check for ``aegis status``); the full check
+        rehashes every entry."""
         with self._lock, storage.database_errors(self.path):
             return verify_ledger(self._conn, verifier=self._load_keys()[1], origin=self.origin,
-                                 checkpoint_file=self.checkpoint_file)
+                                 checkpoint_file=self.checkpoint_file, since_checkpoint=since_checkpoint)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint, parsed: the ledger's own (oldest first), then any found only
+        in the checkpoint file. ``signature_valid`` is None without a key to check with;
+        whether a checkpoint still matches the entries is ``verify``'s question."""
+        with self._lock, storage.database_errors(self.path):
+            return read_checkpoints(self._conn, self._load_keys()[1], self.checkpoint_file)
 
     def close(self) -> None:
         self._conn.close()

@@ -3,7 +3,9 @@ Session, PolicyVersion) and what verification reports (VerifyResult)."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Any
 
 # Entry kinds: what wrote the entry. Observed actions are "event"; the ledger's own
@@ -23,6 +25,8 @@ SESSION_STATES = ("running", "finished", "interrupted")
 ENTRY_FIELDS = ("seq", "ts_ns", "kind", "action", "resource", "decision", "session_id", "principal",
                 "pid", "ppid", "executable", "source", "policy_ids", "errors", "reason", "details",
                 "prev_hash", "hash")
+
+_entry_values = attrgetter(*ENTRY_FIELDS)
 
 
 @dataclass
@@ -56,7 +60,7 @@ class Entry(Event):
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies every value, which dominated exports.
-        return {name: getattr(self, name) for name in ENTRY_FIELDS}
+        return dict(zip(ENTRY_FIELDS, _entry_values(self), strict=True))
 
 
 @dataclass
@@ -97,15 +101,38 @@ class PolicyVersion:
 
 
 @dataclass
+class Checkpoint:
+    """A signed checkpoint as ``Ledger.checkpoints`` reads it: the ledger had ``size``
+    entries and entry ``size``'s chain hash was ``root`` (hex)."""
+
+    origin: str
+    size: int
+    root: str
+    where: str  # "ledger", or the checkpoint file it was read from
+    signature_valid: bool | None  # None: no key to check it with
+    created_ns: int | None = None  # when it was written; known for the ledger's own copies
+
+    @property
+    def root_base64(self) -> str:
+        """The root as the note itself writes it."""
+        return base64.b64encode(bytes.fromhex(self.root)).decode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class VerifyResult:
     """What ``Ledger.verify`` found. ``first_bad_seq`` and ``reason`` are set on failure;
-    ``reason`` is one of REASONS."""
+    ``reason`` is one of REASONS. ``trusted_entries`` is how many entries the quick
+    check took on the word of a signed checkpoint instead of rehashing them."""
 
     entries_checked: int
     checkpoints_checked: int
     first_bad_seq: int | None = None
     reason: str | None = None
     detail: str = ""
+    trusted_entries: int = 0
 
     REASONS = ("hash mismatch", "broken link", "gap", "checkpoint mismatch", "signature invalid")
 
@@ -116,4 +143,4 @@ class VerifyResult:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "entries_checked": self.entries_checked,
                 "checkpoints_checked": self.checkpoints_checked, "first_bad_seq": self.first_bad_seq,
-                "reason": self.reason, "detail": self.detail}
+                "reason": self.reason, "detail": self.detail, "trusted_entries": self.trusted_entries}

@@ -1,16 +1,16 @@
-"""Reading entries back: filters as SQL over the generated columns, rows as Entry."""
+"""Reading entries back: filters as SQL over the hashed records, rows as Entry."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aegis.ledger.canonical import decode_record
 from aegis.ledger.model import KIND_EVENT, Entry
-from aegis.ledger.storage import BOOKKEEPING, database_errors
+from aegis.ledger.storage import BOOKKEEPING, KIND, database_errors, field_sql
 
 SELECT_ENTRIES = "SELECT seq, record, prev_hash, hash FROM entries"
 
@@ -32,10 +32,12 @@ class EntryFilter:
     def sql(self) -> tuple[str, list[Any]]:
         """The SELECT (ascending seq) and its parameters."""
         where, params = [], []
-        for column, op, value in (("action", "=", self.action), ("decision", "=", self.decision),
-                                  ("ts_ns", ">=", self.since_ns), ("ts_ns", "<", self.until_ns),
-                                  ("session_id", "=", self.session), ("resource", "GLOB", self.path_glob),
-                                  ("seq", ">", self.after_seq), ("kind", "=", self.kind)):
+        for column, op, value in ((field_sql("action"), "=", self.action),
+                                  (field_sql("decision"), "=", self.decision),
+                                  (field_sql("ts_ns"), ">=", self.since_ns), (field_sql("ts_ns"), "<", self.until_ns),
+                                  (field_sql("session_id"), "=", self.session),
+                                  (field_sql("resource"), "GLOB", self.path_glob),
+                                  ("seq", ">", self.after_seq), (KIND, "=", self.kind)):
             if value is not None:
                 where.append(f"{column} {op} ?")
                 params.append(value)
@@ -51,11 +53,10 @@ class EntryFilter:
 def entry_from_row(row: tuple[int, str, str, str]) -> Entry:
     seq, record, prev_hash, hash_ = row
     (ts_ns, kind, session_id, principal, action, resource, pid, ppid, executable, source, decision,
-     policy_ids, errors, reason, details) = json.loads(record)
-    return Entry(action=action, resource=resource, decision=decision, session_id=session_id,
-                 principal=principal, pid=pid, ppid=ppid, executable=executable, source=source,
-                 policy_ids=policy_ids, errors=errors, reason=reason, details=details, ts_ns=ts_ns, seq=seq,
-                 kind=kind, prev_hash=prev_hash, hash=hash_)
+     policy_ids, errors, reason, details) = decode_record(record)
+    # Positional, in Entry's field order: keyword arguments cost a fifth more per row.
+    return Entry(action, resource, decision, session_id, principal, pid, ppid, executable, source, policy_ids,
+                 errors, reason, details, ts_ns, seq, kind, prev_hash, hash_)
 
 
 def iter_entries(conn: sqlite3.Connection, path: Path, entry_filter: EntryFilter,

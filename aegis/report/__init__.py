@@ -14,7 +14,6 @@ from typing import Any
 from aegis.config import Config
 from aegis.errors import AegisError
 from aegis.ledger import Ledger, open_ledger
-from aegis.ledger.signing import CheckpointBody, split_notes
 from aegis.policy.engine import PolicyEngine, PolicyError
 from aegis.report.collect import collect_report
 from aegis.report.controls import CONTROLS
@@ -22,24 +21,6 @@ from aegis.report.html import render_html
 from aegis.report.text import render_text
 
 FORMATS = ("text", "json", "html")
-
-
-def _checkpoint_sizes(config: Config) -> list[tuple[int, str]]:
-    """(size, root in base64) of every checkpoint in the config's checkpoint file, in file order."""
-    try:
-        text = config.checkpoints_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AegisError(f"{config.checkpoints_path}: cannot read checkpoints: {exc}") from None
-    found = []
-    for note in split_notes(text):
-        try:
-            body = CheckpointBody.parse(note.partition("\n\n")[0] + "\n")
-        except ValueError:
-            continue  # a malformed note is verify's finding, reported there
-        found.append((body.size, body.text().split("\n")[2]))
-    return found
 
 
 def policies_in_force(config: Config) -> list[dict[str, str]]:
@@ -52,11 +33,13 @@ def policies_in_force(config: Config) -> list[dict[str, str]]:
     return [{"id": p.id, "effect": p.effect, "file": f"{p.file}:{p.line}"} for p in engine.policies]
 
 
-def integrity_evidence(ledger: Ledger, config: Config, first_seq: int, last_seq: int) -> dict[str, Any]:
+def integrity_evidence(ledger: Ledger, first_seq: int, last_seq: int) -> dict[str, Any]:
     """Verify result plus the first and last signed checkpoints that cover the period's entries."""
     result = ledger.verify()
     # Checkpoints taken during the period; when there are none, the first one after it covers it.
-    covering = sorted(c for c in _checkpoint_sizes(config) if first_seq and c[0] >= first_seq)
+    # A checkpoint whose signature fails is verify's finding, never evidence.
+    signed = {(c.size, c.root_base64) for c in ledger.checkpoints() if c.signature_valid is not False}
+    covering = sorted(c for c in signed if first_seq and c[0] >= first_seq)
     within = [c for c in covering if c[0] <= last_seq] or covering[:1]
 
     def describe(c: tuple[int, str] | None) -> str:
@@ -100,7 +83,7 @@ def build_report(
             session=session,
         )
         period = report["period"]
-        report["integrity"] = integrity_evidence(ledger, config, period["first_seq"], period["last_seq"])
+        report["integrity"] = integrity_evidence(ledger, period["first_seq"], period["last_seq"])
     report["controls"] = [
         {
             "framework": c.framework,
