@@ -295,3 +295,17 @@ def test_package_is_marked_typed() -> None:
     from importlib import resources
 
     assert resources.files("aegis").joinpath("py.typed").is_file()
+
+
+def test_ledger_fast_verify_and_checkpoints_through_the_api(tmp_path):
+    import aegis
+
+    ledger = aegis.Ledger.open(tmp_path / "ledger.db")
+    ledger.append([aegis.Event(action="FileRead", resource=f"/f{i}", decision="allow") for i in range(5)])
+    full = ledger.verify()
+    assert full.ok and full.entries_checked == 5
+    assert ledger.checkpoints() == []  # no key for a bare file: nothing signed
+    assert ledger.verify(since_checkpoint=True).ok
+    assert [e.resource for e in ledger.query(kind="event")] == [f"/f{i}" for i in range(5)]
+    assert list(ledger.query(kind="session")) == []
+    ledger.close()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aegis.config import Config, load_config
 from aegis.errors import AegisError
-from aegis.ledger import Entry, Event, PolicyVersion, Session, VerifyResult, open_ledger
+from aegis.ledger import Checkpoint, Entry, Event, PolicyVersion, Session, VerifyResult, open_ledger
 from aegis.ledger import Ledger as _FileLedger
 from aegis.ledger.model import KIND_SESSION, SESSION_END
 from aegis.policy.engine import Decision
@@ -153,12 +153,13 @@ class Ledger:
 
     def query(self, *, last: int | None = None, action: str | None = None, decision: str | None = None,
               since_ns: int | None = None, until_ns: int | None = None, session: str | None = None,
-              path_glob: str | None = None, after_seq: int | None = None) -> Iterator[Entry]:
+              path_glob: str | None = None, after_seq: int | None = None,
+              kind: str | None = None) -> Iterator[Entry]:
         """Entries matching every filter given, oldest first (what `aegis audit query`
         prints); ``last`` keeps the newest N. Read lazily, in batches."""
         return self._current().query(last=last, action=action, decision=decision, since_ns=since_ns,
                                      until_ns=until_ns, session=session, path_glob=path_glob,
-                                     after_seq=after_seq)
+                                     after_seq=after_seq, kind=kind)
 
     def follow(self, *, session: str | None = None, after_seq: int = 0, stop: Callable[[], bool] | None = None,
                poll_seconds: float = FOLLOW_POLL_S) -> Iterator[Entry]:
@@ -193,10 +194,16 @@ class Ledger:
         """The number of entries (the sequence number of the last one)."""
         return self._current().size()
 
-    def verify(self) -> VerifyResult:
+    def verify(self, *, since_checkpoint: bool = False) -> VerifyResult:
         """Check every entry's hash and link and every signed checkpoint
-        (`aegis audit verify`); ``.ok``, else ``.first_bad_seq`` and ``.reason``."""
-        return self._current().verify()
+        (`aegis audit verify`); ``.ok``, else ``.first_bad_seq`` and ``.reason``.
+        ``since_checkpoint=True`` is the fast path of `aegis status`: checkpoints are all
+        checked, entries are rehashed only after the newest valid one."""
+        return self._current().verify(since_checkpoint=since_checkpoint)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every signed checkpoint (origin, size, root, signature validity, time), oldest first."""
+        return self._current().checkpoints()
 
     def close(self) -> None:
         """Close this handle (the file's connection closes with the process's last handle)."""
