@@ -67,6 +67,7 @@ struct aegis_observer {
     _Atomic uint64_t notifications, records, denied, vanished, residual, on_behalf;
     _Atomic int finished;
     int sync_wakeup;
+    unsigned euid; /* Aegis's: on-behalf operations only for agents with the same fsuid */
 };
 
 /* ---- pure helpers ---- */
@@ -209,6 +210,12 @@ static void proc_forget(struct aegis_observer *obs, int tid)
 
 /* ---- paths ---- */
 
+static int open_how2(const char *path, uint64_t flags, uint64_t mode, uint64_t resolve)
+{
+    struct open_how how = {.flags = flags, .mode = mode, .resolve = resolve};
+    return (int)syscall(__NR_openat2, AT_FDCWD, path, &how, sizeof(how));
+}
+
 /* The directory a relative path is resolved against: the agent's cwd or dirfd. */
 static int agent_dir(int pid, int dirfd, char *out, size_t cap)
 {
@@ -241,6 +248,22 @@ static int agent_proc_self(char *path, int tgid, int tid)
     return 0;
 }
 
+/* 1 when every component of the canonical `path` exists and none is a symlink
+ * (the last one may be when !follow): then it is already resolved. One path walk
+ * in the kernel instead of a readlink per component, which dominated the cost
+ * of an open on deep trees. O_PATH opens nothing (no FIFO wait, no device open).
+ * Under /proc, magic links are the rule and are resolved the slow way. */
+static int no_symlinks_on_the_way(const char *path, int follow)
+{
+    if (strncmp(path, "/proc", 5) == 0 && (path[5] == '/' || path[5] == '\0'))
+        return 0;
+    int fd = open_how2(path, O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), 0, RESOLVE_NO_SYMLINKS);
+    if (fd < 0)
+        return 0; /* a symlink (ELOOP), a missing component, no permission: the slow way */
+    close(fd);
+    return 1;
+}
+
 /* Resolves symlinks in the canonical `path` component by component, as the
  * agent would (its /proc/self; Aegis's own realpath would follow Aegis's):
  * every component when `follow`, all but the last otherwise. Magic links of
@@ -253,6 +276,8 @@ static int resolve_in_agent_view(char *path, int tgid, int tid, int follow)
     for (int hops = 0; hops <= 40; hops++) {
         if (agent_proc_self(path, tgid, tid) < 0)
             return -ENAMETOOLONG;
+        if (hops == 0 && no_symlinks_on_the_way(path, follow))
+            return 0;
         size_t olen = 0;
         const char *s = path;
         int restart = 0;
@@ -349,12 +374,6 @@ struct event {
                     O_SYNC | O_PATH | O_TMPFILE)
 #define ANSWERED (-3)
 
-static int open_how2(const char *path, uint64_t flags, uint64_t mode, uint64_t resolve)
-{
-    struct open_how how = {.flags = flags, .mode = mode, .resolve = resolve};
-    return (int)syscall(__NR_openat2, AT_FDCWD, path, &how, sizeof(how));
-}
-
 /* Answers notification `id` with `fd` installed in the agent (SECCOMP_ADDFD_FLAG_SEND:
  * atomically its syscall's result), or with -err when fd < 0. Consumes fd.
  * Returns 0, or -1 when the agent is gone. `resp` is scratch of resp_size bytes. */
@@ -447,7 +466,7 @@ static int open_fifo_in_thread(struct aegis_observer *obs, uint64_t id, int prob
 static int open_on_behalf(struct aegis_observer *obs, const struct seccomp_notif *req, struct proc_info *proc,
                           const char *path, uint64_t flags, uint64_t mode)
 {
-    if (proc->fsuid != (unsigned)geteuid())
+    if (proc->fsuid != obs->euid)
         return 0;
     flags &= OPEN_FLAGS;
     uint32_t newfd_flags = (uint32_t)(flags & O_CLOEXEC);
@@ -522,7 +541,7 @@ static int path_op_on_behalf(struct aegis_observer *obs, const struct seccomp_no
 {
     const __u64 *a = req->data.args;
     const int nr = req->data.nr;
-    if (proc->fsuid != (unsigned)geteuid() || (nr == __NR_linkat && a[4] != 0))
+    if (proc->fsuid != obs->euid || (nr == __NR_linkat && a[4] != 0))
         return 0;
     const char *base = NULL, *base2 = NULL;
     int dirfd = open_parent(ev[0].path, &base), dirfd2 = -1, rc = -1, err = 0;
@@ -623,7 +642,7 @@ static void *net_caller(void *arg)
 static int net_on_behalf(struct aegis_observer *obs, const struct seccomp_notif *req, struct proc_info *proc,
                          const struct sockaddr_storage *addr, socklen_t len)
 {
-    if (proc->fsuid != (unsigned)geteuid())
+    if (proc->fsuid != obs->euid)
         return 0;
     int err = 0, sock = -1;
     int pidfd = (int)syscall(__NR_pidfd_open, proc->tgid, 0);
@@ -1107,6 +1126,7 @@ struct aegis_observer *aegis_observer_start(const struct aegis_observer_config *
         memcpy(obs->net_rules, config->net_rules, config->n_net_rules * sizeof(struct aegis_net_rule));
     obs->cfg.protected_paths = (const char *const *)obs->protected_paths;
     obs->cfg.net_rules = obs->net_rules;
+    obs->euid = (unsigned)geteuid();
     obs->sync_wakeup = ioctl(config->listener_fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
                              SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) == 0;
     if ((obs->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0)

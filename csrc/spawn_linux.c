@@ -30,6 +30,10 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+/* The first Landlock ABI with audit logging and LANDLOCK_RESTRICT_SELF_LOG_* flags. */
+#ifndef LANDLOCK_LOG_ABI
+#define LANDLOCK_LOG_ABI 7
+#endif
 #ifndef __NR_close_range
 #define __NR_close_range 436
 #endif
@@ -182,7 +186,7 @@ static int recv_fd(int sock)
 }
 
 static void child(int control, pid_t parent, const char *file, char *const *argv, char *const *envp,
-                  const char *cwd, int ruleset_fd, const struct aegis_bpf *bpf)
+                  const char *cwd, int ruleset_fd, unsigned restrict_flags, const struct aegis_bpf *bpf)
 {
     /* Die with Aegis; and if Aegis already died between fork and here, stop now. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
@@ -202,7 +206,7 @@ static void child(int control, pid_t parent, const char *file, char *const *argv
         child_fail(control, errno);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         child_fail(control, errno);
-    if (ruleset_fd >= 0 && syscall(__NR_landlock_restrict_self, ruleset_fd, 0) < 0)
+    if (ruleset_fd >= 0 && syscall(__NR_landlock_restrict_self, ruleset_fd, restrict_flags) < 0)
         child_fail(control, errno);
     struct sock_fprog prog = {.len = (unsigned short)bpf->len, .filter = (struct sock_filter *)bpf->insns};
     /* WAIT_KILLABLE_RECV (5.19+): once the supervisor has received a notification,
@@ -241,6 +245,14 @@ static void child(int control, pid_t parent, const char *file, char *const *argv
 int aegis_spawn(const char *file, char *const *argv, char *const *envp, const char *cwd, int ruleset_fd,
                 const struct aegis_bpf *bpf, int *listener_fd, int *control_fd)
 {
+    /* Landlock ABI 7 logs denials to audit, but by default stops after the first
+     * execve, i.e. for everything the agent runs: keep logging across exec so the
+     * denial harvester (aegis/nets/landlock_audit.py) sees them. Asked here, in the
+     * parent, of the running kernel (older ones reject the flag). */
+    unsigned restrict_flags = 0;
+    if (ruleset_fd >= 0 &&
+        syscall(__NR_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) >= LANDLOCK_LOG_ABI)
+        restrict_flags = LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
@@ -254,7 +266,7 @@ int aegis_spawn(const char *file, char *const *argv, char *const *envp, const ch
     }
     if (pid == 0) {
         close(sv[0]);
-        child(sv[1], parent, file, argv, envp, cwd, ruleset_fd, bpf);
+        child(sv[1], parent, file, argv, envp, cwd, ruleset_fd, restrict_flags, bpf);
     }
     close(sv[1]);
     int fd = recv_fd(sv[0]);

@@ -65,7 +65,7 @@ def test_daemon_is_observed_then_ended_with_the_session(tmp_path: Path, run_aegi
     events = list(open_ledger(load_config("daemon")).query())
     writes = [e for e in events if e.action == "FileWrite" and e.resource == str(note)]
     assert writes and writes[0].pid == daemon  # observed while it ran
-    ended = [e for e in events if e.action == "ObserverNote"]
+    ended = [e for e in events if e.action == "ObserverNote" and e.resource == "session end"]
     assert ended and daemon in ended[-1].details["ended_processes"]
 
 

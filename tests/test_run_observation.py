@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from support import assert_one_line_error
+
 from aegis import paths
 from aegis.config import load_config, save_config
 from aegis.ledger import open_ledger
@@ -51,7 +53,7 @@ def test_ring_overflow_is_recorded_as_drops_never_silently(tmp_path: Path) -> No
     drops = list(ledger.query(action="Drop"))
     assert sum(e.details["count"] for e in drops) == result.counts["dropped"]
     observed = [e for e in ledger.query(session=result.session_id)
-                if e.action not in ("Drop", "SessionStart", "SessionEnd", "PolicySnapshot")]
+                if e.action not in ("Drop", "SessionStart", "SessionEnd", "PolicySnapshot", "ObserverNote")]
     # every record the supervisor wrote is in the ledger (but the root's exit_group, when
     # it fitted in the ring, replaced by its waitpid entry); the rest is in Drop entries
     written = len([e for e in observed if e.source != "waitpid"])
@@ -76,3 +78,42 @@ def test_inotify_fallback_records_without_pids(tmp_path: Path, run_aegis) -> Non
     assert ("FileDelete", str(project / "made.txt")) in seen
     assert all(e.pid == 0 and "no pid attribution" in e.reason for e in events)
     assert ledger.sessions()[-1].observer == "inotify"
+
+
+def test_paths_are_recorded_resolved_with_and_without_symlinks(tmp_path: Path, monkeypatch) -> None:
+    """The supervisor's one-walk check (no symlink on the way) and its per-component
+    resolution agree with the kernel: plain paths as written, symlinks as their target,
+    a final symlink not followed by O_NOFOLLOW / unlink kept as the link itself."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "data.txt").write_text("x\n")
+    (tmp_path / "dirlink").symlink_to(real)
+    (tmp_path / "filelink").symlink_to(real / "data.txt")
+    (tmp_path / "droplink").symlink_to(real / "data.txt")
+    config = create_config(paths.config_dir("links"), "links", "permit-all", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    script = ("cat real/data.txt dirlink/data.txt filelink > /dev/null; "
+              "python3 -c \"import os\ntry: os.open('filelink', os.O_RDONLY | os.O_NOFOLLOW)\n"
+              "except OSError: pass\"; rm droplink; cat missing/nothing 2>/dev/null; true")
+    result = run_session(config, ["sh", "-c", script], snapshot=False)
+    assert result.exit_code == 0
+    events = list(open_ledger(load_config("links")).query(session=result.session_id))
+    reads = [e.resource for e in events if e.action == "FileRead" and e.executable.endswith("/cat")]
+    target = str(real / "data.txt")
+    assert reads.count(target) == 3  # written plainly, through a directory link, through a file link
+    assert str(tmp_path / "missing" / "nothing") in reads  # a path that does not exist: kept as written
+    nofollow = [e.resource for e in events if e.action == "FileRead" and "python" in e.executable]
+    assert str(tmp_path / "filelink") in nofollow and target not in nofollow
+    deletes = [e.resource for e in events if e.action == "FileDelete"]
+    assert deletes == [str(tmp_path / "droplink")] and (real / "data.txt").exists()
+
+
+def test_observer_flag_chooses_the_mechanism_and_the_session_records_it(tmp_path: Path, run_aegis) -> None:
+    proc = run_aegis("wrap", "--observer", "inotify", "--name", "pick", "--", "sh", "-c", "echo x > f.txt",
+                     cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_aegis("wrap", "--name", "pick", "--", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sessions = open_ledger(load_config("pick")).sessions()
+    assert [s.observer for s in sessions] == ["inotify", "seccomp"]  # the flag is per session
+    assert_one_line_error(run_aegis("wrap", "--observer", "none", "--name", "pick", "--", "true", cwd=tmp_path))

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from aegis.actions import Action
-from aegis.policy.compiler import TRUE, And, Const, Matcher, Or, PathEq, PathLike, PortEq, Rule
+
+if TYPE_CHECKING:  # the compiler imports cedarpy; `aegis run` needs only this module's constants
+    from aegis.policy.compiler import Matcher, Rule
 
 # uapi linux/landlock.h filesystem rights
 FS_EXECUTE = 1 << 0
@@ -118,6 +121,8 @@ def _normalise(anchors: list[Anchor]) -> tuple[Anchor, ...]:
 
 def anchors(m: Matcher) -> tuple[Anchor, ...]:
     """Anchors covering every canonical path ``m`` can match (residual = anything)."""
+    from aegis.policy.compiler import And, Const, Or, PathEq, PathLike
+
     if isinstance(m, Const):
         return EVERYTHING if m.value else ()
     if isinstance(m, PathEq):
@@ -140,6 +145,8 @@ def anchors(m: Matcher) -> tuple[Anchor, ...]:
 
 def ports(m: Matcher) -> frozenset[int] | None:
     """TCP ports a NetConnect matcher (on ``"host:port"``) can allow; None = any."""
+    from aegis.policy.compiler import And, Const, Or, PathEq, PathLike, PortEq
+
     if isinstance(m, Const):
         return None if m.value else frozenset()
     if isinstance(m, PortEq):
@@ -162,6 +169,8 @@ def ports(m: Matcher) -> frozenset[int] | None:
 
 def permitted_region(rules: list[Rule]) -> tuple[Anchor, ...]:
     """Anchors covering every path some permit can allow (empty if a forbid is unconditional)."""
+    from aegis.policy.compiler import TRUE
+
     if any(r.effect == "forbid" and r.matcher == TRUE for r in rules):
         return ()
     return _normalise([a for r in rules if r.effect == "permit" for a in anchors(r.matcher)])
@@ -243,6 +252,8 @@ def rights_names(mask: int) -> list[str]:
 
 def landlock_spec(rules: dict[Action, list[Rule]]) -> LandlockSpec:
     """The ruleset for a compiled policy (ABI 7 rights; mask with ``for_abi``)."""
+    from aegis.policy.compiler import TRUE
+
     grants: dict[str, int] = {}
     notes: list[str] = []
 
@@ -297,6 +308,8 @@ def _prune(grants: dict[str, int]) -> list[tuple[str, int]]:
 
 
 def _net_ports(rules: list[Rule]) -> frozenset[int] | None:
+    from aegis.policy.compiler import TRUE
+
     if any(r.effect == "forbid" and r.matcher == TRUE for r in rules):
         return frozenset()
     out: frozenset[int] = frozenset()

@@ -7,7 +7,6 @@ path containing ``"``, ``\\`` or ``*`` can neither break nor widen a policy.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from aegis import paths
@@ -33,6 +32,8 @@ def like_literal(value: str) -> str:
 def template_text(name: str) -> str:
     if name not in TEMPLATES and name != NETWORK_FRAGMENT:
         raise AegisError(f"unknown policy template {name!r} (expected one of: {', '.join(TEMPLATES)})")
+    from importlib import resources
+
     return resources.files("aegis.policy").joinpath("templates", f"{name}.cedar").read_text(encoding="utf-8")
 
 

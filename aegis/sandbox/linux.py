@@ -322,16 +322,17 @@ def snapshot_roots(policy: SessionPolicy) -> list[str]:
 
 def _completeness_nets(config: Config, policy: SessionPolicy, session_id: str,
                        snapshot: bool) -> tuple[DenialHarvester, SnapshotNet | None]:
-    """Started before the agent: the Landlock denial harvester and the snapshot net."""
-    harvester = DenialHarvester.start(session_id)
-    if not (snapshot and config.snapshot_enabled):
-        return harvester, None
-    return harvester, SnapshotNet.for_config(config, extra_roots=snapshot_roots(policy))
+    """Started before the agent: the Landlock denial harvester and the snapshot net
+    (the snapshot first: if walking fails, no harvester thread is left running)."""
+    snap = SnapshotNet.for_config(config, extra_roots=snapshot_roots(policy)) \
+        if snapshot and config.snapshot_enabled else None
+    return DenialHarvester.start(session_id), snap
 
 
 def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
                 ring_capacity: int = RING_CAPACITY, ring_wait_ms: int = RING_WAIT_MS,
-                open_on_behalf: bool = True, snapshot: bool = True, env: Mapping[str, str] | None = None,
+                open_on_behalf: bool = True, snapshot: bool = True, observer_mode: str | None = None,
+                env: Mapping[str, str] | None = None,
                 on_spawn: Callable[[str, int], None] | None = None) -> SessionResult:
     """Run ``command`` under ``config``'s policies; returns when every process of it has ended.
 
@@ -342,12 +343,13 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
     ring may delay the agent before a record is dropped (and counted). ``open_on_behalf``
     (the default) makes allowed opens race-free; turning it off exists to measure and
     demonstrate what it protects against. ``snapshot=False`` skips the snapshot net
-    (`--no-snapshot`); the config's ``snapshot.enabled`` can also turn it off."""
+    (`--no-snapshot`); the config's ``snapshot.enabled`` can also turn it off. ``observer_mode``
+    (`--observer`) overrides the config's ``observer.mode``."""
 
     exe = resolve_command(command)
     policy = session_policy(config, landlock_abi())
     table = load_table(policy)
-    mechanism = select_observer(config.observer)
+    mechanism = select_observer(observer_mode or config.observer)
     net_rules = parse_allowed_network(config.allowed_network)
     net = network_mode(policy, config.allowed_network)
     bpf = build_filter(seccomp_spec(), notify=mechanism == "seccomp", deny_datagram=net != NETWORK_OPEN)

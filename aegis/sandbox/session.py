@@ -83,14 +83,17 @@ def config_for_wrap(command: Sequence[str], name: str | None, template: str | No
                          force=exists)
 
 
-def run_command(config: Config, command: Sequence[str], mode: str):  # noqa: ANN201 (platform SessionResult)
-    """Run ``command`` under ``config`` on this platform; returns the session result."""
+def run_command(config: Config, command: Sequence[str], mode: str,  # noqa: ANN201 (platform SessionResult)
+                snapshot: bool = True, observer: str | None = None):
+    """Run ``command`` under ``config`` on this platform; returns the session result.
+    ``snapshot=False`` skips the snapshot diff of the writable roots (`--no-snapshot`);
+    ``observer`` replaces the config's observer mode for this session (`--observer`)."""
     if not sys.platform.startswith("linux"):
         raise AegisError(f"`aegis {mode}` enforces with Landlock and seccomp, which need Linux "
                          f"(this is {sys.platform})")
     from aegis.sandbox.linux import run_session
 
-    return run_session(config, command, mode=mode)
+    return run_session(config, command, mode=mode, snapshot=snapshot, observer_mode=observer)
 
 
 def summary(config_name: str, result) -> dict[str, object]:  # noqa: ANN001 (platform SessionResult)
