@@ -14,7 +14,6 @@ matches: the entries it covers are trusted by its signature rather than rehashed
 from __future__ import annotations
 
 import sqlite3
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -89,6 +88,9 @@ def check_chain(conn: sqlite3.Connection, start: _Chain) -> tuple[int, _Problem 
     cursor = conn.execute("SELECT CAST(prev_hash || hash || record AS BLOB) FROM entries "
                           "WHERE seq >= ? AND seq < ? ORDER BY seq", (start.next_seq, end))
     bad_seq = None
+    # Imported here: concurrent.futures pulls in logging, which `aegis run` start-up need not pay for.
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-verify") as pool:
         pending: Future[int | None] | None = None
         while rows := cursor.fetchmany(BATCH):
