@@ -470,6 +470,13 @@ static int open_on_behalf(struct aegis_observer *obs, const struct seccomp_notif
         return 0;
     flags &= OPEN_FLAGS;
     uint32_t newfd_flags = (uint32_t)(flags & O_CLOEXEC);
+    /* An O_PATH descriptor cannot be injected (SECCOMP_IOCTL_NOTIF_ADDFD takes the
+     * file with fget(), which refuses O_PATH files: EBADF), so the kernel opens it.
+     * A race wins nothing here: an O_PATH descriptor reads no data, and every use
+     * that would (openat on it, /proc/self/fd/N, execveat) is decided again on the
+     * path it names. */
+    if (flags & O_PATH)
+        return 0;
     flags |= O_CLOEXEC | O_NOCTTY; /* a terminal opened here must not become Aegis's */
     uint64_t resolve = strncmp(path, "/proc/", 6) == 0 ? 0 : RESOLVE_NO_SYMLINKS;
     if (flags & (O_CREAT | __O_TMPFILE)) {
@@ -860,6 +867,20 @@ static void format_inet(struct event *ev, const struct sockaddr_storage *ss, int
 }
 
 /* Handles one notification; returns the errno to answer (0 = let it run). */
+#ifndef __NR_fchmodat2
+#define AEGIS_NR_FCHMODAT2 452 /* Linux 6.6; Debian's 6.1 headers lack it */
+#else
+#define AEGIS_NR_FCHMODAT2 __NR_fchmodat2
+#endif
+
+/* What /proc/PID/fd/N reads for a file with no path: a memfd or a deleted file. */
+static int names_a_descriptor(const char *path)
+{
+    static const char deleted[] = " (deleted)";
+    size_t n = strlen(path), d = sizeof(deleted) - 1;
+    return strncmp(path, "/memfd:", 7) == 0 || (n >= d && strcmp(path + n - d, deleted) == 0);
+}
+
 static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
 {
     const int pid = (int)req->pid;
@@ -869,6 +890,7 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
     int n_ev = 1, deny_errno = EACCES, rc = 0;
     int is_open = 0, path_op = 0;
     uint64_t open_flags = 0, open_mode = 0, open_resolve = 0;
+    int open_dirfd = AT_FDCWD;
     memset(ev, 0, sizeof(ev));
 
     switch (nr) {
@@ -883,6 +905,7 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
     case __NR_openat2:
     case __NR_creat: {
         int dirfd = nr == __NR_openat || nr == __NR_openat2 ? (int)a[0] : AT_FDCWD;
+        open_dirfd = dirfd;
         uint64_t path = nr == __NR_openat || nr == __NR_openat2 ? a[1] : a[0];
         uint64_t flags = nr == __NR_open ? a[1] : nr == __NR_openat ? a[2] : O_CREAT | O_WRONLY | O_TRUNC;
         uint64_t how[3] = {0, 0, 0}; /* struct open_how: flags, mode, resolve */
@@ -911,8 +934,11 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
         rc = agent_path(obs, pid, at ? (int)a[0] : AT_FDCWD, at ? a[1] : a[0], 1, ev[0].path);
         struct stat st;
         /* A PATH search tries directories that lack the program: those attempts
-         * fail on their own and are not spawns. */
-        if (rc == 0 && stat(ev[0].path, &st) < 0)
+         * fail on their own and are not spawns. A program named by a descriptor
+         * (execveat AT_EMPTY_PATH, /proc/self/fd/N: a memfd or a deleted file)
+         * resolves to "/memfd:NAME (deleted)" or "... (deleted)", which cannot be
+         * stat'ed and is a spawn all the same. */
+        if (rc == 0 && stat(ev[0].path, &st) < 0 && errno == ENOENT && !names_a_descriptor(ev[0].path))
             return -1;
         read_argv(pid, at ? a[2] : a[1], &ev[0]);
         break;
@@ -957,6 +983,33 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
                           : agent_path(obs, pid, AT_FDCWD, a[1], 0, ev[1].path);
         break;
     }
+    case __NR_chmod:
+    case __NR_chown:
+    case __NR_lchown:
+    case __NR_utime:
+    case __NR_utimes:
+    case __NR_setxattr:
+    case __NR_lsetxattr:
+    case __NR_removexattr:
+    case __NR_lremovexattr:
+        /* Metadata: no Landlock right covers it; decided as a write of the file. */
+        ev[0].action = AEGIS_ACT_FILE_WRITE;
+        rc = agent_path(obs, pid, AT_FDCWD, a[0],
+                        nr != __NR_lchown && nr != __NR_lsetxattr && nr != __NR_lremovexattr, ev[0].path);
+        break;
+    case __NR_fchmodat:
+    case AEGIS_NR_FCHMODAT2:
+    case __NR_fchownat:
+    case __NR_utimensat: {
+        /* utimensat(fd, NULL, ...) is futimens(fd): the descriptor's own open was decided */
+        if (nr == __NR_utimensat && a[1] == 0)
+            return -1;
+        /* flags: none for fchmodat, a[3] for fchmodat2 and utimensat, a[4] for fchownat */
+        uint64_t at_flags = nr == __NR_fchmodat ? 0 : nr == __NR_fchownat ? a[4] : a[3];
+        ev[0].action = AEGIS_ACT_FILE_WRITE;
+        rc = agent_path(obs, pid, (int)a[0], a[1], !(at_flags & AT_SYMLINK_NOFOLLOW), ev[0].path);
+        break;
+    }
     case __NR_symlink:
     case __NR_symlinkat:
         ev[0].action = AEGIS_ACT_FILE_WRITE;
@@ -995,10 +1048,29 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
         }
         if (ss.ss_family != AF_UNIX)
             return -1;
-        /* Local sockets are recorded, not decided: Landlock scopes keep
-         * abstract sockets inside the sandbox. */
         const struct sockaddr_un *un = (const void *)&ss;
         size_t plen = len - offsetof(struct sockaddr_un, sun_path);
+        if (nr == __NR_connect && plen > 0 && un->sun_path[0] != '\0') {
+            /* A pathname socket reaches whatever service listens there (docker.sock,
+             * ssh-agent, D-Bus): a connection like any other, decided as NetConnect
+             * of "unix:" and the socket's canonical path in the agent's view. */
+            char raw[sizeof(un->sun_path) + 1], canon[PATH_BUF], base[PATH_BUF] = "";
+            snprintf(raw, sizeof(raw), "%.*s", (int)strnlen(un->sun_path, plen), un->sun_path);
+            if ((raw[0] != '/' && agent_dir(pid, AT_FDCWD, base, sizeof(base)) < 0) ||
+                aegis_canonicalize(base, raw, canon, sizeof(canon)) == 0)
+                return -1; /* the kernel fails it the same way */
+            if (snprintf(ev[0].path, sizeof(ev[0].path), "unix:%.*s", (int)(sizeof(ev[0].path) - 6), canon) >=
+                (int)sizeof(ev[0].path))
+                return -1;
+            if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0)
+                return -2;
+            struct proc_info *proc = proc_lookup(obs, pid);
+            int err = decide(obs, &ev[0], proc->tgid, proc->exe) == AEGIS_DECISION_ALLOW ? 0 : EACCES;
+            record(obs, req, proc, &ev[0], err);
+            return err;
+        }
+        /* Abstract sockets are recorded, not decided: Landlock's scope (ABI 6) keeps
+         * them inside the sandbox. Binding a pathname socket creates it. */
         if (plen > 0 && un->sun_path[0] == '\0')
             snprintf(ev[0].path, sizeof(ev[0].path), "unix:@%.*s", (int)(plen - 1), un->sun_path + 1);
         else
@@ -1033,8 +1105,21 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
             err = deny_errno;
     for (int i = 0; i < n_ev; i++)
         record(obs, req, proc, &ev[i], err);
-    if (err == 0 && is_open && open_resolve == 0 && obs->cfg.open_on_behalf)
+    if (err == 0 && is_open && obs->cfg.open_on_behalf) {
+        /* openat2's resolve flags must not send the open back to the kernel, which
+         * would read the agent's path again (a race) in the agent's root. The path
+         * decided is already resolved; RESOLVE_BENEATH holds when it is under the
+         * dirfd, and RESOLVE_IN_ROOT (absolute paths and ".." re-rooted at the
+         * dirfd, which the decision did not do) is refused. */
+        if (open_resolve & RESOLVE_IN_ROOT)
+            return EXDEV;
+        if (open_resolve & RESOLVE_BENEATH) {
+            char dir[PATH_BUF];
+            if (agent_dir(pid, open_dirfd, dir, sizeof(dir)) < 0 || !under(ev[0].path, dir))
+                return EXDEV;
+        }
         return open_on_behalf(obs, req, proc, ev[0].path, open_flags, open_mode);
+    }
     if (err == 0 && path_op && obs->cfg.open_on_behalf)
         return path_op_on_behalf(obs, req, proc, ev);
     return err;

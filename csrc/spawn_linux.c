@@ -64,7 +64,7 @@ struct aegis_bpf *aegis_bpf_build(const int *notify, size_t n_notify, const int 
                                   size_t n_deny, const struct aegis_flag_deny *deny_flags, size_t n_deny_flags,
                                   int deny_inet_datagram)
 {
-    size_t cap = 6 + 10 + 5 * n_deny_flags + 2 * (n_notify + n_deny) + 1;
+    size_t cap = 6 + 11 + 5 * n_deny_flags + 2 * (n_notify + n_deny) + 1;
     struct aegis_bpf *bpf = calloc(1, sizeof(*bpf) + cap * sizeof(struct sock_filter));
     if (!bpf)
         return NULL;
@@ -91,13 +91,15 @@ struct aegis_bpf *aegis_bpf_build(const int *notify, size_t n_notify, const int 
         *p++ = (struct sock_filter)LOAD_NR;
     }
     if (deny_inet_datagram) {
-        /* Network denied: Landlock stops TCP connect/bind, but not UDP or raw
-         * sockets, so those cannot even be created. */
-        *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 9);
+        /* Network denied: only unix and netlink sockets and TCP over IPv4/IPv6
+         * (which Landlock and the supervisor decide) can be created; UDP, raw,
+         * packet, vsock and every other family cannot. */
+        *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 10);
         *p++ = (struct sock_filter)ARG_LO(0);
-        *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_PACKET, 5, 0);
+        *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 7, 0);
+        *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_NETLINK, 6, 0);
         *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, 1, 0);
-        *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, 0, 4);
+        *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, 0, 3);
         *p++ = (struct sock_filter)ARG_LO(1);
         *p++ = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf);
         *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOCK_STREAM, 1, 0);

@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 from support import aegis_command
 
+# Child Pythons that tests start (`python -c ...`, scripts) must import the installed
+# aegis, not the source tree in the current directory, which has no compiled _native
+# in a clean checkout: -P semantics for every child.
+os.environ["PYTHONSAFEPATH"] = "1"
+
 
 @pytest.fixture(autouse=True)
 def aegis_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:

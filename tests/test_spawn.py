@@ -99,7 +99,7 @@ def test_bpf_rejects_an_argument_index_out_of_range() -> None:
     assert lib.aegis_bpf_build(none, 0, none, none, 0, flags, 1, 0) == ffi.NULL
     ok = lib.aegis_bpf_build(none, 0, none, none, 0, flags, 0, 1)
     assert ok != ffi.NULL
-    assert lib.aegis_bpf_length(ok) == 6 + 10 + 1
+    assert lib.aegis_bpf_length(ok) == 6 + 11 + 1
     lib.aegis_bpf_free(ok)
 
 

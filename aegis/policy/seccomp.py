@@ -32,16 +32,28 @@ SYSCALLS: dict[str, tuple[int, int | None]] = {
     "io_uring_setup": (425, 425), "io_uring_enter": (426, 426), "io_uring_register": (427, 427),
     "ptrace": (101, 117), "process_vm_writev": (311, 271), "pidfd_getfd": (438, 438),
     "userfaultfd": (323, 282), "unshare": (272, 97), "setns": (308, 268), "clone": (56, 220),
-    "clone3": (435, 435),
+    "chmod": (90, None), "fchmodat": (268, 53), "fchmodat2": (452, 452),
+    "chown": (92, None), "lchown": (94, None), "fchownat": (260, 54),
+    "setxattr": (188, 5), "lsetxattr": (189, 6), "removexattr": (197, 14), "lremovexattr": (198, 15),
+    "utimensat": (280, 88), "utimes": (235, None), "utime": (132, None),
+    "clone3": (435, 435), "name_to_handle_at": (303, 264), "open_by_handle_at": (304, 265),
+    "chroot": (161, 51),
 }
 
 NOTIFIED = ("open", "openat", "openat2", "creat", "execve", "execveat", "unlink", "unlinkat", "rmdir",
             "rename", "renameat", "renameat2", "mkdir", "mkdirat", "link", "linkat", "symlink", "symlinkat",
-            "truncate", "connect", "bind", "exit_group")
+            "truncate", "connect", "bind", "exit_group",
+            # metadata changes: no Landlock right covers them, so the supervisor decides them (FileWrite)
+            "chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat",
+            "setxattr", "lsetxattr", "removexattr", "lremovexattr", "utimensat", "utimes", "utime")
 DENIED = (("io_uring_setup", errno.EPERM), ("io_uring_enter", errno.EPERM),
           ("io_uring_register", errno.EPERM), ("ptrace", errno.EPERM), ("process_vm_writev", errno.EPERM),
           ("pidfd_getfd", errno.EPERM), ("userfaultfd", errno.EPERM), ("setns", errno.EPERM),
-          ("clone3", errno.ENOSYS))
+          ("clone3", errno.ENOSYS),
+          # opens by inode: no path to decide on (agents running as root have CAP_DAC_READ_SEARCH)
+          ("open_by_handle_at", errno.EPERM), ("name_to_handle_at", errno.EPERM),
+          # a root of its own would make the agent's absolute paths mean other files than the decided ones
+          ("chroot", errno.EPERM))
 # (name, argument index, flag mask, errno): denied when (arg & mask) != 0
 DENIED_IF_FLAGS = (("unshare", 0, CLONE_NEWUSER, errno.EPERM), ("clone", 0, CLONE_NEWUSER, errno.EPERM))
 

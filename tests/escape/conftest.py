@@ -37,18 +37,18 @@ def attacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_aegis: Any) -> Iterator[Scenario]:
+def scenario(monkeypatch: pytest.MonkeyPatch, run_aegis: Any) -> Iterator[Scenario]:
     """`aegis run` under a config made by `aegis init --policy workspace-write`."""
-    made = make_scenario(tmp_path, monkeypatch, run_aegis, "run", "workspace-write")
+    made = make_scenario(monkeypatch, run_aegis, "run", "workspace-write")
     yield made
     shutil.rmtree(made.base, ignore_errors=True)
 
 
 @pytest.fixture(params=["run", "wrap"])
-def any_mode_scenario(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def any_mode_scenario(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
                       run_aegis: Any) -> Iterator[Scenario]:
     """Both `aegis run` (workspace-write) and `aegis wrap` (permit-all: observe, block nothing)."""
     template = "workspace-write" if request.param == "run" else "permit-all"
-    made = make_scenario(tmp_path, monkeypatch, run_aegis, request.param, template)
+    made = make_scenario(monkeypatch, run_aegis, request.param, template)
     yield made
     shutil.rmtree(made.base, ignore_errors=True)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from escape_support import Scenario
+from escape_support import Scenario, open_finding
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +81,7 @@ def test_control_agent_keeps_writing_when_its_parent_dies(scenario: Scenario, at
                 os.kill(pid, signal.SIGKILL)
 
 
+@open_finding("F1", "a daemonised descendant outlives `kill -9 aegis` and keeps writing")
 def test_kill_9_of_aegis_stops_the_agent_and_its_daemon(scenario: Scenario, attacks):
     s = scenario
     log, pidfile = s.project / "log", s.project / "pids"

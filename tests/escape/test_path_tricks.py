@@ -14,10 +14,12 @@ from escape_support import Scenario, assert_secret_safe
 TECHNIQUES = [
     "direct", "dotdot", "slashes", "symlink", "dir-symlink", "symlink-chain", "hardlink", "rename-file",
     "rename-dir", "proc-self-root", "proc-self-cwd", "chdir-into", "proc-fd-dir", "opath-dir", "opath-reopen",
-    "openat-dirfd", "open-by-handle", "fd-across-exec", "cwd-across-exec",
+    "openat-dirfd", "open-by-handle", "chroot-openat2", "fd-across-exec", "cwd-across-exec",
 ]
+ROOT_ONLY = {"open-by-handle": "open_by_handle_at needs CAP_DAC_READ_SEARCH",
+             "chroot-openat2": "chroot needs CAP_SYS_CHROOT"}
 # Refused before any path is known (seccomp errno, no notification): nothing to attribute.
-NO_PATH_IN_LEDGER = {"open-by-handle"}
+NO_PATH_IN_LEDGER = {"open-by-handle", "chroot-openat2"}
 
 
 def attack(scenario: Scenario, attacks, technique: str) -> list[str]:
@@ -27,10 +29,12 @@ def attack(scenario: Scenario, attacks, technique: str) -> list[str]:
 
 @pytest.mark.parametrize("technique", TECHNIQUES)
 def test_control_trick_reads_the_secret_without_aegis(scenario: Scenario, attacks, technique: str):
-    if technique == "open-by-handle" and os.geteuid() != 0:
-        pytest.skip("open_by_handle_at needs CAP_DAC_READ_SEARCH (CI runs as root)")
+    if technique in ROOT_ONLY and os.geteuid() != 0:
+        pytest.skip(f"{ROOT_ONLY[technique]} (CI runs as root)")
     proc = scenario.run_plain(attack(scenario, attacks, technique))
-    assert proc.returncode == 0 and scenario.secret in scenario.loot_text(), proc.stdout + proc.stderr
+    # (after chroot the loot file is out of reach: the secret shows in the report line instead)
+    obtained = scenario.secret in scenario.loot_text() or scenario.secret in proc.stdout
+    assert proc.returncode == 0 and obtained, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("technique", TECHNIQUES)

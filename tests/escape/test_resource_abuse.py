@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from escape_support import Scenario, aegis_argv
+from escape_support import Scenario, aegis_argv, open_finding
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +79,18 @@ def test_event_flood_is_recorded_or_counted_with_bounded_memory(scenario: Scenar
     assert reads + dropped >= n, f"{n - reads - dropped} opens neither recorded nor counted as dropped"
     assert peak_kb < RSS_LIMIT_KB, f"peak RSS of aegis {peak_kb} kB"
     assert scenario.verify().returncode == 0
+
+
+@open_finding("F13", "the end-of-session snapshot reads every byte of a sparse file made in an instant")
+def test_sparse_file_does_not_stall_the_end_of_the_session(scenario: Scenario):
+    """`truncate -s 32G` costs the agent nothing; Aegis must not then spend most of a minute
+    reading 32 GiB of holes before it can close the session (a liveness bound, not a
+    performance target: a fixed Aegis takes about a second, an unfixed one about 40 s)."""
+    sparse = scenario.project / "sparse.bin"
+    try:
+        proc = scenario.run(["/usr/bin/truncate", "-s", "32G", sparse], timeout=20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("aegis was still busy 20 s after a 32 GiB sparse file was created") from None
+    finally:
+        sparse.unlink(missing_ok=True)
+    assert proc.returncode == 0, proc.stderr

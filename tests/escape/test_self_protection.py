@@ -20,8 +20,6 @@ pytestmark = pytest.mark.slow
 STAND_IN = ("import os, subprocess, sys  # aegis stand-in\n"
             "os.chdir(sys.argv[1]); held = [open(p, 'rb') for p in os.listdir('.') if os.path.isfile(p)]\n"
             "sys.exit(subprocess.call(sys.argv[2:]))")
-# Aegis itself changes these during a session.
-AEGIS_WRITES = {"ledger.db", "ledger.db-wal", "ledger.db-shm", "checkpoints.log"}
 
 
 def targets_for(technique: str, s: Scenario) -> list[str]:
@@ -70,8 +68,13 @@ def test_aegis_state_is_out_of_reach(any_mode_scenario: Scenario, attacks, techn
     s = any_mode_scenario
     canary = f"CANARY-{uuid.uuid4().hex}"
     s.warm_up(canary)  # puts the canary into the ledger (the session's command)
+    first = s.state_files()
+    s.warm_up(canary)
     s.aegis_cwd = s.config_dir
     before = s.state_files()
+    # What Aegis itself rewrites in a harmless session (ledger, WAL, checkpoints, snapshots...):
+    # those may change, but must not vanish, be emptied, or carry what the agent wrote.
+    aegis_written = {p for p, data in before.items() if first.get(p) != data}
     all_paths = [*before, *(p for p in s.aegis_home.rglob("*") if p.is_dir()), s.aegis_home]
     modes_before = modes(all_paths)
     marker = f"PWNED-{uuid.uuid4().hex[:8]}"
@@ -84,10 +87,10 @@ def test_aegis_state_is_out_of_reach(any_mode_scenario: Scenario, attacks, techn
     for path, content in before.items():
         if path not in after:
             problems.append(f"{path} is gone")
-        elif path.name == "checkpoints.log":
-            if not after[path].startswith(content):
-                problems.append(f"{path} was rewritten")
-        elif path.name not in AEGIS_WRITES and after[path] != content:
+        elif path in aegis_written:
+            if content and not after[path]:
+                problems.append(f"{path} was emptied")
+        elif after[path] != content:
             problems.append(f"{path} was changed")
     written = f"{marker}-WRITTEN".encode()
     problems += [f"{p} contains what the agent wrote" for p, data in after.items() if written in data]

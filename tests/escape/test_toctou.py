@@ -37,6 +37,16 @@ def test_path_buffer_flip_never_reads_the_secret(scenario: Scenario, attacks):
     assert scenario.denials_of(scenario.secret_file, "FileRead"), "the refused reads are not in the ledger"
 
 
+def test_openat2_with_a_resolve_flag_never_reads_the_secret(scenario: Scenario, attacks):
+    """The same flip under openat2(..., RESOLVE_NO_MAGICLINKS): resolve flags must not
+    send the open back to the kernel, which would read the buffer a second time."""
+    decoy = scenario.home / ".ssx" / "id_rsa"
+    proc = scenario.run([attacks["toctou"], "openat2-read", 4, decoy, scenario.secret_file, scenario.secret,
+                         scenario.loot], timeout=120)
+    assert_secret_safe(scenario, proc)
+    assert stats(proc.stdout)["allowed"] > 0, proc.stdout
+
+
 def test_cwd_flip_never_reads_the_secret(scenario: Scenario, attacks):
     """open("id_rsa") while another thread chdir()s between ~/.ssx and ~/.ssh."""
     proc = scenario.run([attacks["toctou"], "cwd-read", 4, scenario.home / ".ssx", scenario.home / ".ssh",

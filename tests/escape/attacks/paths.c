@@ -227,6 +227,29 @@ static int t_open_by_handle(const char *t)
     return got;
 }
 
+static int t_chroot_openat2(const char *t)
+{
+    /* Root only (CAP_SYS_CHROOT): make ~/.ssh the agent's "/", then name the secret
+     * "/id_rsa", a path that means nothing forbidden in the supervisor's own root.
+     * openat2 with a resolve flag, so an implementation that leaves such opens to
+     * the kernel is tested too. */
+    char *dir = join(home, ".ssh");
+    if (chroot(dir) != 0) {
+        report_errno(t, "chroot");
+        return 0;
+    }
+    int got = try_read_secret(t, AT_FDCWD, "/id_rsa", secret, loot);
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, AT_FDCWD, "/id_rsa", &how, sizeof how);
+    if (fd < 0) {
+        report_errno(t, "openat2 /id_rsa");
+        return got;
+    }
+    got |= check_fd_for_secret(fd, t, secret, loot);
+    close(fd);
+    return got;
+}
+
 static int t_fd_across_exec(const char *t, const char *self)
 {
     /* The parent image opens HOME (allowed) without O_CLOEXEC; the new image uses the inherited dirfd. */
@@ -280,6 +303,7 @@ int main(int argc, char **argv)
         {"proc-fd-dir", t_proc_fd_dir}, {"opath-dir", t_opath_dir},
         {"opath-reopen", t_opath_reopen},
         {"openat-dirfd", t_openat_dirfd}, {"open-by-handle", t_open_by_handle},
+        {"chroot-openat2", t_chroot_openat2},
     };
     for (size_t i = 0; i < sizeof techniques / sizeof techniques[0]; i++)
         if (!strcmp(t, techniques[i].name))

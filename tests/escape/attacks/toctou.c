@@ -1,6 +1,7 @@
 /* toctou.c: races a second thread against the supervisor's check of a path.
  *
  *   toctou path-read  SECONDS ALLOWED FORBIDDEN SECRET LOOT   rewrite the path buffer under open()
+ *   toctou openat2-read SECONDS ALLOWED FORBIDDEN SECRET LOOT same, under openat2() with a resolve flag
  *   toctou path-write SECONDS ALLOWED FORBIDDEN MARKER         same, opening for writing (O_CREAT)
  *   toctou path-unlink SECONDS ALLOWED FORBIDDEN               same, under unlink()
  *   toctou cwd-read   SECONDS DECOYDIR SECRETDIR NAME SECRET LOOT   flip the cwd under open(NAME)
@@ -12,7 +13,9 @@
  * SECONDS (exit 1); prints how many attempts landed on each side so the test can
  * check that the race was really run. */
 #include "common.h"
+#include <linux/openat2.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -108,7 +111,8 @@ int main(int argc, char **argv)
     pthread_t flipper;
     void *(*flip)(void *) = NULL;
 
-    if (!strcmp(mode, "path-read") || !strcmp(mode, "path-write") || !strcmp(mode, "path-unlink")) {
+    if (!strcmp(mode, "path-read") || !strcmp(mode, "openat2-read") || !strcmp(mode, "path-write") ||
+        !strcmp(mode, "path-unlink")) {
         if (argc < 5)
             die_usage("toctou path-* SECONDS ALLOWED FORBIDDEN [SECRET LOOT | MARKER]");
         side[0] = argv[3];
@@ -155,8 +159,10 @@ int main(int argc, char **argv)
     int obtained = 0;
     while (!obtained && now() < deadline) {
         for (int burst = 0; burst < 64 && !obtained; burst++) {
-            if (!strcmp(mode, "path-read")) {
-                int fd = open(path_buf, O_RDONLY | O_CLOEXEC);
+            if (!strcmp(mode, "path-read") || !strcmp(mode, "openat2-read")) {
+                struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
+                int fd = !strcmp(mode, "path-read") ? open(path_buf, O_RDONLY | O_CLOEXEC)
+                                                    : (int)syscall(SYS_openat2, AT_FDCWD, path_buf, &how, sizeof how);
                 if (fd < 0) {
                     errno == EACCES || errno == EPERM ? denied++ : other++;
                     continue;
