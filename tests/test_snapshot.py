@@ -231,3 +231,28 @@ def test_for_config_uses_project_dir_cap_and_sidecar_store(tmp_path: Path, aegis
     note = events[-1].details
     assert note["max_bytes"] == 4 and note["unhashed"] == 5  # every file is over 4 bytes
     assert Path(note["end_snapshot"]["store"]) == config.directory / "snapshots.sqlite"
+
+
+def test_sparse_files_hash_their_data_not_their_holes(tmp_path):
+    """A 64 GiB sparse file (made in an instant) is fingerprinted without reading its holes,
+    and a change of content inside it, even one byte in the middle, changes the digest."""
+    from aegis.nets.snapshot import hash_file
+
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as fh:
+        fh.truncate(64 << 30)
+        fh.seek(32 << 30)
+        fh.write(b"data in the middle")
+    inode = sparse.stat().st_ino
+    before = hash_file(str(sparse), inode)
+    assert before
+    assert hash_file(str(sparse), inode) == before
+    with open(sparse, "r+b") as fh:
+        fh.seek((32 << 30) + 5)
+        fh.write(b"X")
+    changed = hash_file(str(sparse), inode)
+    assert changed and changed != before
+    with open(sparse, "r+b") as fh:
+        fh.seek(1 << 30)
+        fh.write(b"new extent")
+    assert hash_file(str(sparse), inode) not in (before, changed)

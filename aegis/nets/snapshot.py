@@ -26,6 +26,7 @@ Cost control:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -127,6 +128,8 @@ def hash_file(path: str, inode: int) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_ino != inode:
             return b""
+        if st.st_blocks * 512 < st.st_size:
+            return _hash_sparse(fd, st.st_size)
         chunk = os.read(fd, CHUNK_BYTES)
         if len(chunk) < CHUNK_BYTES:
             return xxhash.xxh3_128_digest(chunk)
@@ -138,6 +141,34 @@ def hash_file(path: str, inode: int) -> bytes:
         return b""
     finally:
         os.close(fd)
+
+
+def _hash_sparse(fd: int, size: int) -> bytes:
+    """Digest of a file with holes, over its data extents and their offsets only.
+
+    Reading a hole costs the kernel as much as reading data, so an agent could make
+    a 32 GiB file in an instant (`truncate -s 32G`) and stall the end of its session
+    for most of a minute. Any change of content still changes this digest; a file
+    whose holes are filled or punched without a content change is merely reported
+    modified (over-reporting, never a missed change)."""
+    hasher = xxhash.xxh3_128(b"aegis-sparse\0" + size.to_bytes(8, "little"))
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data after offset: the rest is a hole
+                break
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        hasher.update(start.to_bytes(8, "little") + (end - start).to_bytes(8, "little"))
+        os.lseek(fd, start, os.SEEK_SET)
+        remaining = end - start
+        while remaining > 0 and (chunk := os.read(fd, min(CHUNK_BYTES, remaining))):
+            hasher.update(chunk)
+            remaining -= len(chunk)
+        offset = end
+    return hasher.digest()
 
 
 def _distinct_roots(roots: Iterable[str | Path]) -> list[str]:
