@@ -23,3 +23,12 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str]) -> None:
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) >= 1, proc
     assert "error" in lines[-1].lower(), proc.stderr
+
+
+def aegis_import_root() -> str:
+    """The directory holding the `aegis` package this test process imported (site-packages
+    after `pip install`, the checkout with an in-place build): what child Pythons need on
+    PYTHONPATH to import the same Aegis."""
+    import aegis
+
+    return str(Path(aegis.__file__).resolve().parents[1])

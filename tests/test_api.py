@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import aegis_import_root
 
 import aegis
 from aegis.errors import AegisError
@@ -29,7 +30,7 @@ def test_import_aegis_loads_nothing_heavy() -> None:
     code = (f"import sys, aegis; heavy = {HEAVY_MODULES!r}; "
             "print(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+                         env={**os.environ, "PYTHONPATH": aegis_import_root()}).stdout
     assert out.strip() == "[]"
 
 
@@ -216,7 +217,7 @@ def test_sandbox_close_ends_every_session_it_started(workspace: Path) -> None:
 def test_example_agent_loop_authorizes_sandboxes_and_records(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "agent_loop.py"), "--config", "loop",
                            "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": aegis_import_root()})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert "exit 0: hello from the agent" in lines[1]
@@ -277,7 +278,8 @@ def test_session_ends_when_the_embedding_program_dies(workspace: Path) -> None:
                "print(proc.pid, proc.session_id, flush=True)\n"
                "sys.stdin.read()\n")
     embedder = subprocess.Popen([sys.executable, "-c", program], cwd=workspace, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": aegis_import_root()})
     agent, session_id = embedder.stdout.readline().split()
     assert Path(f"/proc/{agent}").exists()
     embedder.kill()

@@ -10,9 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
+from support import aegis_import_root
+
 import aegis
 
-ROOT = Path(__file__).resolve().parents[1]
 THREADS = 6
 BATCHES = 20
 BATCH = 5
@@ -42,7 +43,7 @@ def test_threads_and_another_process_append_to_one_chain(tmp_path: Path) -> None
     path = tmp_path / "ledger.db"
     other = (f"import aegis\nwith aegis.Ledger.open({str(path)!r}) as l:\n"
              "    for i in range(100): l.record('ToolCall', f'proc-{i}', 'deny')\n")
-    process = subprocess.Popen([sys.executable, "-c", other], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen([sys.executable, "-c", other], env={**os.environ, "PYTHONPATH": aegis_import_root()})
     with aegis.Ledger.open(path) as ledger, aegis.Ledger.open(path) as second_handle:
         seqs = _append_from_threads(ledger, "t")
         seqs += _append_from_threads(second_handle, "u")

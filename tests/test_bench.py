@@ -11,19 +11,22 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support import aegis_import_root
 
 from aegis.bench.cli import bench, print_report
 from aegis.bench.measure import strace_opened
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     scratch = tmp_path_factory.mktemp("bench")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The workloads are ordinary programs (`python -m pytest` imports from its cwd): they get
+    # an ordinary environment, not the -P semantics the test session gives child Pythons.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
+    env["PYTHONPATH"] = aegis_import_root()
     proc = subprocess.run([sys.executable, "-m", "aegis.bench", "--quick", "--json", "--observers", "seccomp",
-                           "--keep", str(scratch)], capture_output=True, text=True, env=env, timeout=600)
+                           "--keep", str(scratch)], capture_output=True, text=True, env=env, timeout=600,
+                          cwd=scratch)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 

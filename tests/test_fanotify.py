@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support import aegis_import_root
 
 from aegis.errors import AegisError
 from aegis.ledger import Event
@@ -223,7 +224,7 @@ def test_unprivileged_start_fails_with_a_clear_error(unprivileged: list[str], tm
             "fan = lib.aegis_fan_new(ring, b'/aegis/x', lib.AEGIS_FAN_DEFAULT_MASK, err)\n"
             "rc = lib.aegis_fan_mark(fan, b'/') if fan != ffi.NULL else err[0]\n"
             "print(rc)\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": aegis_import_root()}
     proc = subprocess.run([*unprivileged, sys.executable, "-c", code], capture_output=True, text=True,
                           cwd="/", env=env)
     assert proc.returncode == 0, proc.stderr

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import assert_one_line_error
+from support import aegis_import_root, assert_one_line_error
 
 from aegis import paths
 from aegis.errors import AegisError
@@ -108,7 +108,7 @@ def test_installed_command_runs_the_hook(project):
     (project / "aegis" / "__init__.py").write_text("")
     (project / "aegis" / "__main__.py").write_text(
         'print(\'{"hookSpecificOutput": {"permissionDecision": "allow"}}\')\n')
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": aegis_import_root()}
     proc = subprocess.run(["sh", "-c", command], input=json.dumps(event), capture_output=True, text=True,
                           env=env, cwd=project, timeout=60)
     assert proc.returncode == 0, proc.stderr

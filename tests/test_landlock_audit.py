@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import aegis_import_root
 
 from aegis.ledger import Event, Ledger
 from aegis.nets.landlock_audit import (
@@ -175,7 +176,7 @@ def test_unprivileged_harvest_records_why_it_is_unavailable(unprivileged: list[s
     script = ("import json; from aegis.nets.landlock_audit import DenialHarvester\n"
               "h = DenialHarvester.start('s')\n"
               "print(json.dumps([[e.action, e.reason, e.details] for e in h.stop()]))")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": aegis_import_root()}
     proc = subprocess.run([*unprivileged, sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=60, check=True)
     [[action, reason, details]] = json.loads(proc.stdout)

@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
-from support import aegis_command, assert_one_line_error
+from support import aegis_command, aegis_import_root, assert_one_line_error
 
 from aegis import paths
 from aegis.config import load_config
@@ -22,7 +22,6 @@ from aegis.ledger import open_ledger
 from aegis.provision import create_config
 
 FIXTURE = str(Path(__file__).with_name("mcp_server_fixture.py"))
-REPO = str(Path(__file__).resolve().parents[1])
 EXTRA_POLICY = """
 @id("forbid-wipe")
 forbid (principal, action == Aegis::Action::"ToolCall", resource)
@@ -55,8 +54,8 @@ def proxy_argv(config: str, server: str, *server_argv: str) -> list[str]:
 
 
 def client_env(server_log: Path) -> dict[str, str]:
-    env = {"PYTHONPATH": REPO, "AEGIS_HOME": os.environ["AEGIS_HOME"], "AEGIS_TEST_MCP_LOG": str(server_log),
-           "PATH": os.environ["PATH"]}
+    env = {"PYTHONPATH": aegis_import_root(), "AEGIS_HOME": os.environ["AEGIS_HOME"],
+           "AEGIS_TEST_MCP_LOG": str(server_log), "PATH": os.environ["PATH"]}
     if "AEGIS_NATIVE_LIB" in os.environ:  # a private native build, when the tests run with one
         env["AEGIS_NATIVE_LIB"] = os.environ["AEGIS_NATIVE_LIB"]
     return env

@@ -15,7 +15,7 @@ from pathlib import Path
 import pexpect
 import pyte
 import pytest
-from support import aegis_command
+from support import aegis_command, aegis_import_root
 
 from aegis.config import Config, load_config
 from aegis.ledger import Event, open_ledger
@@ -137,7 +137,7 @@ def demo(aegis_home: Path, tmp_path: Path) -> Config:
 
 
 def append_from_other_process(*specs: str) -> None:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, PYTHONPATH=aegis_import_root())
     subprocess.run([sys.executable, "-c", APPEND_SCRIPT, "demo", *specs], check=True, env=env, timeout=60)
 
 
