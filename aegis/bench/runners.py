@@ -5,6 +5,7 @@ not available instead of failing the whole suite."""
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import shutil
@@ -46,18 +47,19 @@ def run_timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> 
 
 
 @dataclass
-class Runner:
+class Runner(abc.ABC):
     """Base: runs a workload and returns the wall time in seconds."""
 
     name: str
     unavailable: str = ""                     # why it cannot run here ("" = available)
     notes: list[str] = field(default_factory=list)
 
-    def prepare(self, workloads: list[Workload]) -> None:
+    def prepare(self, workloads: list[Workload]) -> None:  # noqa: B027 - optional hook, most runners need none
         """One-time set-up; sets ``unavailable`` on failure."""
 
+    @abc.abstractmethod
     def run(self, workload: Workload) -> float:
-        raise NotImplementedError
+        """Run ``workload`` once; its wall time in seconds."""
 
 
 class BareRunner(Runner):
