@@ -43,6 +43,8 @@ def test_quick_run_measures_every_workload_bare_and_wrapped(quick_results: dict)
         wrapped = rows[(workload, "aegis wrap (seccomp)")]
         assert "error" not in wrapped, wrapped
         assert wrapped["ratio"] == pytest.approx(wrapped["median_ms"] / bare["median_ms"])
+        snapshot = rows[(workload, "aegis wrap (seccomp + snapshot)")]  # the snapshot net's cost, on its own row
+        assert "error" not in snapshot and snapshot["median_ms"] > 0, snapshot
     grep = next(r for (w, n), r in rows.items() if w.startswith("grep -r") and n == "aegis wrap (seccomp)")
     assert grep["target"] == 1.8
 

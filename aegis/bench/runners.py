@@ -86,18 +86,24 @@ class StraceRunner(Runner):
 
 class WrapRunner(Runner):
     """``aegis wrap`` with the wrap's ``observer.mode`` set to one mechanism; each
-    workload gets its own wrap (its project directory is the workload's tree)."""
+    workload gets its own wrap (its project directory is the workload's tree).
 
-    def __init__(self, observer: str) -> None:
-        super().__init__(f"aegis wrap ({observer})")
+    Observation rows run with ``--no-snapshot``; the snapshot net (a walk and
+    fingerprint of the project at session start and end) is its own row, ``+ snapshot``,
+    so its cost is reported rather than mixed into the observer's."""
+
+    def __init__(self, observer: str, snapshot: bool = False) -> None:
+        super().__init__(f"aegis wrap ({observer}{' + snapshot' if snapshot else ''})")
         self.observer = observer
+        self.snapshot = snapshot
         self.last_session: dict[str, str] = {}
 
     def wrap_name(self, workload: Workload) -> str:
         return f"bench-{self.observer}-{workload.slug}"
 
     def _wrap(self, workload: Workload, argv: tuple[str, ...]) -> tuple[float, dict[str, object]]:
-        cmd = [*aegis_command(), "wrap", "--json", "--name", self.wrap_name(workload), "--", *argv]
+        cmd = [*aegis_command(), "wrap", "--json", "--name", self.wrap_name(workload),
+               *(() if self.snapshot else ("--no-snapshot",)), "--", *argv]
         elapsed, stderr = run_timed(cmd, workload.cwd)
         last = (stderr.strip().splitlines() or [""])[-1]
         try:
@@ -183,6 +189,8 @@ def make_runners(scratch: Path, observers: tuple[str, ...] = OBSERVERS) -> list[
     """bare first (every ratio divides by it), strace last."""
     runners: list[Runner] = [BareRunner("bare")]
     runners += [WrapRunner(name) for name in observers]
+    if "seccomp" in observers:
+        runners.append(WrapRunner("seccomp", snapshot=True))
     runners.append(FanotifyOnlyRunner())
     runners.append(StraceRunner(scratch))
     return runners
