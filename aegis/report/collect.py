@@ -341,3 +341,21 @@ def collect_report(
         "timeline": _timeline(acc.per_second, since_ns, until_ns),
     }
     return report
+
+
+def session_table_rows(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The sessions of a collected report as table rows (id, state, exit, started, ended,
+    events, denied, command): one definition for every output format."""
+    return [
+        (
+            s["id"],
+            s["state"],
+            s["exit_code"] if s["exit_code"] is not None else (f"signal {s['signal']}" if s["signal"] else "-"),
+            s["started"],
+            s["ended"] or "-",
+            s["events"],
+            s["denied"],
+            " ".join(s["command"]),
+        )
+        for s in report["sessions"]
+    ]

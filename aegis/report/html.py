@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from aegis.report.collect import session_table_rows
 from aegis.report.svg import horizontal_bars, stacked_timeline
 
 _STYLE = """
@@ -134,21 +135,7 @@ def render_html(report: dict[str, Any]) -> str:
             "Sessions",
             _table(
                 ["Id", "State", "Exit", "Started", "Ended", "Events", "Denied", "Command"],
-                [
-                    (
-                        s["id"],
-                        s["state"],
-                        s["exit_code"]
-                        if s["exit_code"] is not None
-                        else (f"signal {s['signal']}" if s["signal"] else "-"),
-                        s["started"],
-                        s["ended"] or "-",
-                        s["events"],
-                        s["denied"],
-                        " ".join(s["command"]),
-                    )
-                    for s in report["sessions"]
-                ],
+                session_table_rows(report),
                 numeric=(5, 6),
             ),
         ),

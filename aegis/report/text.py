@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aegis.cli.output import clip, display_width
+from aegis.report.collect import session_table_rows
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 60) -> list[str]:
@@ -40,21 +41,7 @@ def render_text(report: dict[str, Any]) -> str:
     out += ["", "Sessions"]
     out += _table(
         ["ID", "STATE", "EXIT", "STARTED", "ENDED", "EVENTS", "DENIED", "COMMAND"],
-        [
-            (
-                s["id"],
-                s["state"],
-                s["exit_code"]
-                if s["exit_code"] is not None
-                else (f"signal {s['signal']}" if s["signal"] else "-"),
-                s["started"],
-                s["ended"] or "-",
-                s["events"],
-                s["denied"],
-                " ".join(s["command"]),
-            )
-            for s in report["sessions"]
-        ],
+        session_table_rows(report),
     )
     out += [
         "",
