@@ -1,12 +1,29 @@
-/* spawn_linux.c: fork/exec of the agent with no_new_privs, Landlock and a
- * seccomp filter whose user-notification listener is handed to the parent.
+/* spawn_linux.c: starting the agent under no_new_privs, Landlock and a seccomp
+ * filter whose user-notification listener is handed to the parent.
  * Called from aegis/sandbox/linux.py; the listener is served by
  * observe_seccomp.c.
  *
- * Protocol with the child over a SOCK_SEQPACKET socketpair ("control"):
- *   child -> parent: the listener fd (SCM_RIGHTS), or a 4-byte errno if setup failed
- *   parent -> child: one "go" byte once the observer is serving (execve itself is notified)
- *   child -> parent: a 4-byte errno if execve failed; EOF (close-on-exec) when it succeeded */
+ * Two processes are created. The session init (the parent's child) is, when the
+ * kernel allows it, process 1 of a new PID namespace; the agent is its child.
+ * When Aegis dies (even by SIGKILL) the init dies with it (PDEATHSIG, and its
+ * lifeline socket hangs up), and the kernel then kills every process of the
+ * namespace: a daemon the agent started cannot outlive Aegis and keep writing
+ * through descriptors it already holds. Without a namespace (no privilege, no
+ * user namespaces) the init is only a subreaper and that guarantee is lost.
+ *
+ * With a namespace the session also gets a mount namespace of its own, in which
+ * Aegis's own directories (ledger, keys, policies) are covered by an empty
+ * read-only tmpfs: whatever the supervisor decides or does not see, the agent
+ * finds nothing there. Landlock forbids a sandboxed process any change of the
+ * mount topology, so it cannot uncover them.
+ *
+ * Protocol over a SOCK_SEQPACKET socketpair ("control"), agent <-> parent:
+ *   agent -> parent: the listener fd (SCM_RIGHTS), or a 4-byte errno if setup failed
+ *   parent -> agent: one "go" byte once the observer is serving (execve itself is notified)
+ *   agent -> parent: a 4-byte errno if execve failed; EOF (close-on-exec) when it succeeded
+ * and over a second one ("lifeline"), init -> parent: the agent's wait status
+ * (4 bytes) when it exits. The parent closes the lifeline to end the session:
+ * the init then exits, taking whatever is left of the namespace with it. */
 #define _GNU_SOURCE
 #include "spawn_linux.h"
 
@@ -15,13 +32,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -36,6 +57,15 @@
 #endif
 #ifndef __NR_close_range
 #define __NR_close_range 436
+#endif
+#ifndef CLONE_NEWPID
+#define CLONE_NEWPID 0x20000000
+#endif
+#ifndef CLONE_NEWUSER
+#define CLONE_NEWUSER 0x10000000
+#endif
+#ifndef CLONE_NEWNS
+#define CLONE_NEWNS 0x00020000
 #endif
 
 struct aegis_bpf {
@@ -190,7 +220,7 @@ static int recv_fd(int sock)
 static void child(int control, pid_t parent, const char *file, char *const *argv, char *const *envp,
                   const char *cwd, int ruleset_fd, unsigned restrict_flags, const struct aegis_bpf *bpf)
 {
-    /* Die with Aegis; and if Aegis already died between fork and here, stop now. */
+    /* Die with the init; and if it already died between fork and here, stop now. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
         _exit(127);
     /* Signal dispositions and mask must be the agent's defaults, not Python's. */
@@ -241,11 +271,176 @@ static void child(int control, pid_t parent, const char *file, char *const *argv
     child_fail(control, errno);
 }
 
-/* Returns the child's pid, with *listener_fd (-1 when the filter notifies
- * nothing) and *control_fd set; or -errno.
- * The child waits for aegis_spawn_release(control_fd) before it execs. */
+/* fork() for a child that only makes raw syscalls: glibc's fork would take its
+ * malloc and stdio locks, which another thread of the caller may hold (and, in
+ * the init, which was itself made this way, may hold forever). */
+static pid_t raw_clone(unsigned long flags)
+{
+    return (pid_t)syscall(__NR_clone, flags | SIGCHLD, 0, 0, 0, 0);
+}
+
+/* Closes every descriptor above stdio except the `n` in `keep` (ascending). */
+static void close_all_but(const int *keep, int n)
+{
+    unsigned lo = 3;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < 0 || (unsigned)keep[i] < lo)
+            continue;
+        if ((unsigned)keep[i] > lo)
+            syscall(__NR_close_range, lo, (unsigned)keep[i] - 1, 0);
+        lo = (unsigned)keep[i] + 1;
+    }
+    syscall(__NR_close_range, lo, ~0U, 0);
+}
+
+/* "ID ID 1\n" into a user namespace's uid_map or gid_map: the caller's own id,
+ * the only mapping an unprivileged process may write. */
+static int write_id_map(const char *file, unsigned id)
+{
+    char text[40], digits[12];
+    int nd = 0, len = 0;
+    do
+        digits[nd++] = (char)('0' + id % 10);
+    while ((id /= 10) && nd < (int)sizeof(digits));
+    for (int twice = 0; twice < 2; twice++) {
+        for (int i = nd - 1; i >= 0; i--)
+            text[len++] = digits[i];
+        text[len++] = ' ';
+    }
+    text[len++] = '1';
+    text[len++] = '\n';
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, (size_t)len);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return n == len ? 0 : -1;
+}
+
+/* In a new user namespace (no privilege needed), the caller keeps its own uid
+ * and gid; supplementary groups cannot be changed there, and stay. */
+static int map_own_ids(unsigned uid, unsigned gid)
+{
+    int fd = open("/proc/self/setgroups", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, "deny", 4);
+    close(fd);
+    if (n != 4)
+        return -1;
+    return write_id_map("/proc/self/uid_map", uid) < 0 || write_id_map("/proc/self/gid_map", gid) < 0 ? -1 : 0;
+}
+
+/* Covers each directory in `hidden` with an empty read-only tmpfs, in this (new)
+ * mount namespace only: first every mount becomes a slave, so nothing mounted
+ * here propagates back to the host's namespace. */
+static int hide_directories(const char *const *hidden, size_t n_hidden)
+{
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        return -1;
+    for (size_t i = 0; i < n_hidden; i++)
+        if (mount("aegis", hidden[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0") < 0)
+            return -1;
+    return 0;
+}
+
+struct agent_spec {
+    const char *file;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    int ruleset_fd;
+    unsigned restrict_flags;
+    const struct aegis_bpf *bpf;
+    const char *const *hidden;
+    size_t n_hidden;
+};
+
+/* The session init: starts the agent, reports its exit status, reaps orphans,
+ * and exits when the parent closes the lifeline or dies. Ignores the terminal's
+ * signals (Ctrl-C reaches the agent itself; the init must outlive it to report). */
+static void session_init(int control, int lifeline, int containment, unsigned uid, unsigned gid,
+                         const struct agent_spec *a)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        child_fail(control, errno);
+    prctl(PR_SET_NAME, "aegis-init", 0, 0, 0);
+    for (int sig = 1; sig < 65; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        int ignore = sig == SIGINT || sig == SIGQUIT || sig == SIGTERM || sig == SIGHUP || sig == SIGTSTP ||
+                     sig == SIGTTIN || sig == SIGTTOU || sig == SIGPIPE || sig == SIGUSR1 || sig == SIGUSR2;
+        struct sigaction act = {.sa_handler = ignore ? SIG_IGN : SIG_DFL};
+        sigaction(sig, &act, NULL);
+    }
+    int keep[] = {control, lifeline, a->ruleset_fd};
+    for (int i = 1; i < 3; i++) /* ascending, for close_all_but */
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    close_all_but(keep, 3);
+    if (containment == AEGIS_CONTAIN_USERNS_PIDNS && map_own_ids(uid, gid) < 0)
+        child_fail(control, errno);
+    if (containment != AEGIS_CONTAIN_NONE && hide_directories(a->hidden, a->n_hidden) < 0)
+        child_fail(control, errno);
+    /* Orphans come here, not to Aegis (as process 1 of a namespace, they would anyway). */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+        child_fail(control, errno);
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_SETMASK, &chld, NULL);
+    int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0)
+        child_fail(control, errno);
+    pid_t self = getpid();
+    pid_t agent = raw_clone(0);
+    if (agent < 0)
+        child_fail(control, errno);
+    if (agent == 0) {
+        close(lifeline);
+        close(sfd);
+        child(control, self, a->file, a->argv, a->envp, a->cwd, a->ruleset_fd, a->restrict_flags, a->bpf);
+    }
+    /* From here the parent hears only the agent on `control` (EOF after its execve). */
+    close(control);
+    if (a->ruleset_fd >= 0)
+        close(a->ruleset_fd);
+    struct pollfd p[2] = {{.fd = lifeline, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(1);
+        }
+        if (p[1].revents) {
+            struct signalfd_siginfo info;
+            while (read(sfd, &info, sizeof(info)) == (ssize_t)sizeof(info))
+                ;
+            int status;
+            pid_t gone;
+            while ((gone = waitpid(-1, &status, WNOHANG)) > 0)
+                if (gone == agent)
+                    (void)!send(lifeline, &status, sizeof(status), MSG_NOSIGNAL);
+        }
+        if (p[0].revents)
+            _exit(0); /* the parent hung up (or died): end the namespace */
+    }
+}
+
+/* Returns the session init's pid, with *listener_fd (-1 when the filter
+ * notifies nothing), *control_fd and *lifeline_fd set; or -errno.
+ * `hidden` (existing directories) are hidden from the agent when there is a
+ * namespace (containment other than AEGIS_CONTAIN_NONE).
+ * The agent waits for aegis_spawn_release(control_fd) before it execs; its own
+ * pid is the init's only child (/proc/INIT/task/INIT/children). */
 int aegis_spawn(const char *file, char *const *argv, char *const *envp, const char *cwd, int ruleset_fd,
-                const struct aegis_bpf *bpf, int *listener_fd, int *control_fd)
+                const struct aegis_bpf *bpf, int containment, const char *const *hidden, size_t n_hidden,
+                int *listener_fd, int *control_fd, int *lifeline_fd)
 {
     /* Landlock ABI 7 logs denials to audit, but by default stops after the first
      * execve, i.e. for everything the agent runs: keep logging across exec so the
@@ -255,33 +450,55 @@ int aegis_spawn(const char *file, char *const *argv, char *const *envp, const ch
     if (ruleset_fd >= 0 &&
         syscall(__NR_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) >= LANDLOCK_LOG_ABI)
         restrict_flags = LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON;
-    int sv[2];
+    unsigned long ns_flags = containment == AEGIS_CONTAIN_PIDNS           ? CLONE_NEWPID | CLONE_NEWNS
+                             : containment == AEGIS_CONTAIN_USERNS_PIDNS ? CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS
+                                                                         : 0;
+    if (containment < AEGIS_CONTAIN_NONE || containment > AEGIS_CONTAIN_USERNS_PIDNS)
+        return -EINVAL;
+    struct agent_spec spec = {file, argv, envp, cwd, ruleset_fd, restrict_flags, bpf, hidden, n_hidden};
+    int sv[2], lv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, lv) < 0) {
         int err = errno;
         close(sv[0]);
         close(sv[1]);
         return -err;
     }
+    unsigned uid = (unsigned)geteuid(), gid = (unsigned)getegid();
+    /* No signal may run a handler of the caller's (Python's) in the child before
+     * it has reset them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = raw_clone(ns_flags);
     if (pid == 0) {
         close(sv[0]);
-        child(sv[1], parent, file, argv, envp, cwd, ruleset_fd, restrict_flags, bpf);
+        close(lv[0]);
+        session_init(sv[1], lv[1], containment, uid, gid, &spec);
     }
+    int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(sv[1]);
+    close(lv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        close(lv[0]);
+        return -err;
+    }
     int fd = recv_fd(sv[0]);
     if (fd == -ENODATA)
         fd = -1;
     else if (fd < 0) {
         close(sv[0]);
+        close(lv[0]);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;
         return fd;
     }
     *listener_fd = fd;
     *control_fd = sv[0];
+    *lifeline_fd = lv[0];
     return pid;
 }
 
@@ -308,13 +525,6 @@ int aegis_spawn_release(int control_fd)
     return rc;
 }
 
-/* Orphans of the agent (daemons) are re-parented to Aegis rather than init,
- * so the session can find and end them. */
-int aegis_set_child_subreaper(void)
-{
-    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ? -errno : 0;
-}
-
 #else
 #include <errno.h>
 struct aegis_bpf *aegis_bpf_build(const int *notify, size_t n_notify, const int *deny, const int *deny_errno,
@@ -325,9 +535,9 @@ struct aegis_bpf *aegis_bpf_build(const int *notify, size_t n_notify, const int 
 size_t aegis_bpf_length(const struct aegis_bpf *bpf) { (void)bpf; return 0; }
 void aegis_bpf_free(struct aegis_bpf *bpf) { (void)bpf; }
 int aegis_spawn(const char *file, char *const *argv, char *const *envp, const char *cwd, int ruleset_fd,
-                const struct aegis_bpf *bpf, int *listener_fd, int *control_fd)
-{ (void)file; (void)argv; (void)envp; (void)cwd; (void)ruleset_fd; (void)bpf; (void)listener_fd; (void)control_fd;
-  return -ENOSYS; }
+                const struct aegis_bpf *bpf, int containment, const char *const *hidden, size_t n_hidden,
+                int *listener_fd, int *control_fd, int *lifeline_fd)
+{ (void)file; (void)argv; (void)envp; (void)cwd; (void)ruleset_fd; (void)bpf; (void)containment; (void)hidden;
+  (void)n_hidden; (void)listener_fd; (void)control_fd; (void)lifeline_fd; return -ENOSYS; }
 int aegis_spawn_release(int control_fd) { (void)control_fd; return -ENOSYS; }
-int aegis_set_child_subreaper(void) { return -ENOSYS; }
 #endif

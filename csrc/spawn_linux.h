@@ -26,10 +26,15 @@ struct aegis_bpf *aegis_bpf_build(const int *notify, size_t n_notify, const int 
 size_t aegis_bpf_length(const struct aegis_bpf *bpf);
 void aegis_bpf_free(struct aegis_bpf *bpf);
 
+/* What the session init puts the agent in (see spawn_linux.c). */
+#define AEGIS_CONTAIN_NONE 0         /* the init is only a subreaper */
+#define AEGIS_CONTAIN_PIDNS 1        /* new PID and mount namespaces (needs CAP_SYS_ADMIN) */
+#define AEGIS_CONTAIN_USERNS_PIDNS 2 /* the same, owned by a new user namespace (own ids mapped) */
+
 int aegis_spawn(const char *file, char *const *argv, char *const *envp, const char *cwd, int ruleset_fd,
-                const struct aegis_bpf *bpf, int *listener_fd, int *control_fd);
+                const struct aegis_bpf *bpf, int containment, const char *const *hidden, size_t n_hidden,
+                int *listener_fd, int *control_fd, int *lifeline_fd);
 int aegis_spawn_release(int control_fd);
-int aegis_set_child_subreaper(void);
 /* cffi:end */
 
 #endif

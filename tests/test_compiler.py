@@ -167,6 +167,13 @@ def test_explain_cli_with_path_text_and_json(run_aegis, tmp_path: Path) -> None:
     assert data["policies"] == ["r", "s"]
     assert data["actions"]["FileWrite"]["supervisor"][0]["policy"] == "s"
     assert data["seccomp"]["denied"][0] == {"syscall": "io_uring_setup", "errno": "EPERM"}
+    assert data["landlock"]["looser"] == ["FileRead"]  # only /srv, and only for pid 2: the kernel cannot say
+    assert "the kernel allows more than the policy for FileRead" in text
+    exact = tmp_path / "exact.cedar"
+    exact.write_text('permit (principal, action == Aegis::Action::"FileRead", resource) '
+                     'when { resource.path like "/srv/*" };\n')
+    assert "enforces every file action exactly" in run_aegis("policy", "explain", "--path", str(exact),
+                                                              check=True).stdout
 
 
 def test_explain_cli_by_config_name(run_aegis, tmp_path: Path) -> None:

@@ -86,6 +86,30 @@ def test_spawn_permits_leave_execute_to_the_supervisor() -> None:
     assert any("ProcessSpawn" in note for note in spec.notes)
 
 
+READ_ALL = 'permit (principal, action in [Aegis::Action::"FileRead", Aegis::Action::"DirList"], resource);\n'
+WRITE = 'permit (principal, action in [Aegis::Action::"FileWrite", Aegis::Action::"FileDelete"], resource) when '
+
+
+@pytest.mark.parametrize(("text", "looser"), [
+    ('permit (principal, action, resource);', []),
+    ("", []),                                                                    # default-deny
+    (READ_ALL + WRITE + '{ resource.path like "/w/*" };', []),                  # a whole tree: exact
+    (READ_ALL + WRITE + '{ resource.path like "/w/*" || resource.path like "/t/*" };', []),
+    (READ_ALL + WRITE + '{ resource.path like "/w/*.py" };', ["FileWrite", "FileDelete"]),  # a glob shape
+    (READ_ALL + WRITE + '{ resource.path == "/w/out.txt" };', ["FileWrite", "FileDelete"]),  # the parent's rights
+    (READ_ALL + 'forbid (principal, action, resource) when { resource.path like "/home/u/.ssh/*" };',
+     ["FileRead", "DirList"]),                                                   # a hole in a permitted tree
+    ('permit (principal, action == Aegis::Action::"FileRead", resource) when { resource.path like "/r/*" };\n'
+     + WRITE + '{ resource.path like "/w/*" };', ["FileRead"]),                  # write regions get read_file
+    ('permit (principal, action == Aegis::Action::"ProcessSpawn", resource) when { resource.path like "/bin/*" };',
+     ["ProcessSpawn"]),                                                          # execute is not the kernel's
+    ('permit (principal, action == Aegis::Action::"FileRead", resource) when { context.pid == 1 };',
+     ["FileRead"]),                                                              # a residual condition
+])
+def test_looser_lists_the_actions_landlock_cannot_enforce_exactly(text: str, looser: list[str]) -> None:
+    assert spec_of(text).looser == looser
+
+
 def test_for_abi_masks_and_reports() -> None:
     spec = spec_of('permit (principal, action == Aegis::Action::"FileWrite", resource) '
                    'when { resource.path like "/w/*" };\n'

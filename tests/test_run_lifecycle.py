@@ -22,6 +22,11 @@ def wait_for(path: Path, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+# The shell's pid as this test sees it: the session has its own PID namespace, so $$
+# counts inside it, but /proc is the host's, and the shell itself opens /proc/self.
+HOST_PID = "read pid rest < /proc/self/stat; echo $pid"
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -33,7 +38,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_ends_the_session_and_the_agent(tmp_path: Path, signum: int, expected: int) -> None:
     marker = tmp_path / "agent.pid"
-    command = ["run", "--policy", "workspace-write", "--", "sh", "-c", f"echo $$ > {marker}; exec sleep 60"]
+    command = ["run", "--policy", "workspace-write", "--", "sh", "-c", f"{HOST_PID} > {marker}; exec sleep 60"]
     aegis = subprocess.Popen([sys.executable, "-m", "aegis", *command],
                              cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -53,7 +58,7 @@ def test_interrupt_ends_the_session_and_the_agent(tmp_path: Path, signum: int, e
 def test_daemon_is_observed_then_ended_with_the_session(tmp_path: Path, run_aegis) -> None:
     marker = tmp_path / "daemon.pid"
     note = tmp_path / "daemon-wrote"
-    script = (f"setsid sh -c 'echo $$ > {marker}; echo hi > {note}; exec sleep 300' "
+    script = (f"setsid sh -c '{HOST_PID} > {marker}; echo hi > {note}; exec sleep 300' "
               "< /dev/null > /dev/null 2>&1 & sleep 0.5; echo parent-done")
     start = time.monotonic()
     proc = run_aegis("wrap", "--name", "daemon", "--", "sh", "-c", script, cwd=tmp_path, timeout=60)

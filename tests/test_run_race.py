@@ -68,11 +68,20 @@ def flipper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "flip"
 
 
+def guarded_file(tmp_path: Path) -> Path:
+    """A file only the supervisor guards: permit-all, and one forbid inside the permitted
+    tree, which Landlock cannot express (the Aegis home would not do: the session's
+    mount namespace hides it from the agent altogether)."""
+    return tmp_path / "guarded.txt"
+
+
 def race(flipper: Path, tmp_path: Path, on_behalf: bool, unlinking: bool = False) -> tuple[int, int]:
-    decoy = tmp_path / "decoy.txt"
+    decoy, secret = tmp_path / "decoy.txt", guarded_file(tmp_path)
     decoy.write_text("harmless\n")
+    secret.write_text("guarded\n")
     config = create_config(paths.wrap_dir("racer"), "racer", "permit-all", tmp_path, force=True)
-    secret = config.file  # the wrap's own aegis.toml: always guarded
+    (config.directory / "policies" / "guard.cedar").write_text(
+        f'@id("guard")\nforbid (principal, action, resource) when {{ resource.path == "{secret}" }};\n')
     st = os.stat(secret)
     out = tmp_path / "out.txt"
     with open(out, "w") as fh:
@@ -98,7 +107,7 @@ def test_rewritten_path_never_opens_the_guarded_file(flipper: Path, tmp_path: Pa
 def test_rewritten_path_never_unlinks_the_guarded_file(flipper: Path, tmp_path: Path) -> None:
     unlinked, _ = race(flipper, tmp_path, on_behalf=True, unlinking=True)
     assert unlinked > 0
-    assert load_config("racer").file.exists()
+    assert guarded_file(tmp_path).exists()
 
 
 @pytest.mark.slow
@@ -108,9 +117,9 @@ def test_without_opening_on_behalf_the_race_is_real(flipper: Path, tmp_path: Pat
     assert hits > 0
     for _ in range(3):
         race(flipper, tmp_path, on_behalf=False, unlinking=True)
-        if not (paths.wrap_dir("racer") / paths.CONFIG_FILE).exists():
+        if not guarded_file(tmp_path).exists():
             break
-    assert not (paths.wrap_dir("racer") / paths.CONFIG_FILE).exists()
+    assert not guarded_file(tmp_path).exists()
 
 
 def test_processes_outside_the_sandbox_are_out_of_reach(tmp_path: Path, run_aegis) -> None:
@@ -121,7 +130,10 @@ def test_processes_outside_the_sandbox_are_out_of_reach(tmp_path: Path, run_aegi
               "cat /proc/$PPID/environ > /dev/null || echo environ-denied; "
               "ls /proc/$PPID/fd > /dev/null || echo fd-denied; "
               "cat /proc/self/environ > /dev/null && echo own-ok")
-    # $PPID of the root command is Aegis itself
+    # Aegis itself: the parent of the session's init, the root command's parent (the
+    # session's PID namespace numbers them 0 and 1 inside; /proc is the host's)
+    script = ("sh=$(cut -d' ' -f4 /proc/self/stat); init=$(cut -d' ' -f4 /proc/$sh/stat); "
+              "aegis=$(cut -d' ' -f4 /proc/$init/stat); " + script.replace("$PPID", "$aegis"))
     proc = run_aegis("wrap", "--name", "peek", "--", "sh", "-c", script, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["status-ok", "cmdline-ok", "environ-denied", "fd-denied", "own-ok"]

@@ -7,14 +7,16 @@ import ctypes
 import errno
 import mmap
 import os
-import subprocess
+import struct
 import sys
+import time
+from dataclasses import dataclass
 
 import pytest
 
 from aegis.native import ffi, lib
 from aegis.policy.seccomp import SeccompSpec
-from aegis.sandbox.linux import build_filter
+from aegis.sandbox.linux import build_filter, children_of
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux spawner")
 
@@ -24,40 +26,62 @@ def cstrings(items: list[str]):
     return ffi.new("char *[]", [*keep, ffi.NULL]), keep
 
 
-def spawn(argv: list[str], bpf, cwd: str | None = None, stdout_path: str | None = None):
-    """Spawn through aegis_spawn with stdout redirected to a file; returns (pid, listener, release rc)."""
+@dataclass
+class Spawned:
+    init: int      # the session init (our child)
+    agent: int     # the agent, the init's child
+    listener: int
+    lifeline: int
+    release: int   # what aegis_spawn_release returned
+
+    def wait(self) -> int:
+        """The agent's exit code, as the init reports it; then hang up and reap the init."""
+        message = os.read(self.lifeline, 4)
+        self.end()
+        return os.waitstatus_to_exitcode(struct.unpack("i", message)[0])
+
+    def end(self) -> None:
+        os.close(self.lifeline)
+        os.waitpid(self.init, 0)
+
+
+def spawn(argv: list[str], bpf, cwd: str | None = None, stdout_path: str | None = None,
+          containment: int = lib.AEGIS_CONTAIN_NONE, hidden: tuple[str, ...] = ()) -> Spawned:
+    """Spawn through aegis_spawn with stdout redirected to a file."""
     c_argv, keep = cstrings(argv)
     c_env, keep_env = cstrings([f"{k}={v}" for k, v in os.environ.items()])
-    listener, control = ffi.new("int *", -1), ffi.new("int *", -1)
+    listener, control, lifeline = ffi.new("int *", -1), ffi.new("int *", -1), ffi.new("int *", -1)
     saved = os.dup(1)
     if stdout_path:
         fd = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(fd, 1)
         os.close(fd)
     try:
-        pid = lib.aegis_spawn(argv[0].encode(), c_argv, c_env, cwd.encode() if cwd else ffi.NULL, -1, bpf,
-                              listener, control)
+        c_hidden, keep_hidden = cstrings(list(hidden))
+        init = lib.aegis_spawn(argv[0].encode(), c_argv, c_env, cwd.encode() if cwd else ffi.NULL, -1, bpf,
+                               containment, c_hidden, len(keep_hidden), listener, control, lifeline)
     finally:
         os.dup2(saved, 1)
         os.close(saved)
-    assert pid > 0, os.strerror(-pid)
-    return pid, listener[0], lib.aegis_spawn_release(control[0])
+    assert init > 0, os.strerror(-init)
+    agent = children_of(init)
+    assert len(agent) == 1
+    return Spawned(init, agent[0], listener[0], lifeline[0], lib.aegis_spawn_release(control[0]))
 
 
 def test_filter_without_notifications_runs_the_command_with_no_listener(tmp_path) -> None:
     bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
-    pid, listener, rc = spawn(["/bin/sh", "-c", "pwd; exit 7"], bpf, cwd=str(tmp_path),
-                              stdout_path=str(tmp_path / "out"))
-    assert (listener, rc) == (-1, 0)
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
+    run = spawn(["/bin/sh", "-c", "pwd; exit 7"], bpf, cwd=str(tmp_path), stdout_path=str(tmp_path / "out"))
+    assert (run.listener, run.release) == (-1, 0)
+    assert run.wait() == 7
     assert (tmp_path / "out").read_text().strip() == str(tmp_path)  # cwd passed through
 
 
 def test_exec_failure_is_reported_by_release() -> None:
     bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
-    pid, _, rc = spawn(["/nonexistent/program"], bpf)
-    assert rc == -errno.ENOENT
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 127
+    run = spawn(["/nonexistent/program"], bpf)
+    assert run.release == -errno.ENOENT
+    assert run.wait() == 127
 
 
 def test_no_aegis_descriptor_leaks_into_the_agent(tmp_path) -> None:
@@ -65,8 +89,7 @@ def test_no_aegis_descriptor_leaks_into_the_agent(tmp_path) -> None:
     os.set_inheritable(leak, True)
     try:
         bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
-        pid, _, _ = spawn(["/bin/ls", "/proc/self/fd"], bpf, stdout_path=str(tmp_path / "fds"))
-        os.waitpid(pid, 0)
+        spawn(["/bin/ls", "/proc/self/fd"], bpf, stdout_path=str(tmp_path / "fds")).wait()
     finally:
         os.close(leak)
     # 0-2 are stdio; 3 is ls's own directory handle on /proc/self/fd
@@ -85,9 +108,9 @@ def test_denied_syscalls_and_datagram_sockets_fail_in_the_child(tmp_path) -> Non
             "ring = libc.syscall(425, 8, ctypes.create_string_buffer(120))  # io_uring_setup\n"
             "r.append('ok' if ring >= 0 else ctypes.get_errno())\n"
             "print(r)\n")
-    pid, _, rc = spawn([sys.executable, "-c", code], bpf, stdout_path=str(tmp_path / "out"))
-    assert rc == 0
-    os.waitpid(pid, 0)
+    run = spawn([sys.executable, "-c", code], bpf, stdout_path=str(tmp_path / "out"))
+    assert run.release == 0
+    run.wait()
     # UDP and raw sockets, a new user namespace, io_uring_setup: all refused
     assert (tmp_path / "out").read_text().strip() == str([errno.EACCES, errno.EACCES, "ok", errno.EPERM,
                                                           errno.EPERM])
@@ -103,12 +126,112 @@ def test_bpf_rejects_an_argument_index_out_of_range() -> None:
     lib.aegis_bpf_free(ok)
 
 
-def test_child_subreaper_is_set() -> None:
-    code = ("import ctypes; from aegis.native import lib; assert lib.aegis_set_child_subreaper() == 0\n"
-            "v = ctypes.c_int(); libc = ctypes.CDLL(None)\n"
-            "libc.prctl(37, ctypes.byref(v), 0, 0, 0); print(v.value)")  # PR_GET_CHILD_SUBREAPER
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "1"
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def daemon_pid(out: str) -> int:
+    """The host pid of the daemon the agent started (its /proc/self, written to a file)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = open(out).read().strip() if os.path.exists(out) else ""
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.02)
+    raise AssertionError("the daemon never started")
+
+
+# The agent starts a daemon in its own session that outlives it, and exits.
+DAEMON = [sys.executable, "-c", "import os, sys, time\n"
+          "if os.fork() == 0:\n"
+          "    os.setsid()\n"
+          "    with open(sys.argv[1], 'w') as out:\n"
+          "        out.write(os.readlink('/proc/self'))\n"
+          "    time.sleep(60)\n"]
+
+
+@pytest.mark.parametrize(("containment", "agent_pid_inside"), [
+    (lib.AEGIS_CONTAIN_PIDNS, "2"), (lib.AEGIS_CONTAIN_USERNS_PIDNS, "2")])
+def test_agent_is_the_second_process_of_a_new_pid_namespace(tmp_path, containment, agent_pid_inside) -> None:
+    if os.geteuid() != 0 and containment == lib.AEGIS_CONTAIN_PIDNS:
+        pytest.skip("a PID namespace of its own needs root")
+    bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
+    run = spawn(["/bin/sh", "-c", "echo $$ $PPID; id -u; cat /proc/self/uid_map"], bpf,
+                stdout_path=str(tmp_path / "out"), containment=containment)
+    assert run.wait() == 0
+    pid, ppid, uid, *uid_map = (tmp_path / "out").read_text().split()
+    assert (pid, ppid) == (agent_pid_inside, "1")   # the init is process 1
+    assert uid == str(os.geteuid())                 # the caller's own id, not an unmapped one
+    if containment == lib.AEGIS_CONTAIN_USERNS_PIDNS:
+        assert uid_map == [uid, uid, "1"]
+
+
+def test_hanging_up_on_the_init_ends_the_namespace_daemons_included(tmp_path) -> None:
+    bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
+    out = str(tmp_path / "daemon")
+    run = spawn([*DAEMON, out], bpf, containment=lib.AEGIS_CONTAIN_PIDNS)
+    daemon = daemon_pid(out)
+    assert os.waitstatus_to_exitcode(struct.unpack("i", os.read(run.lifeline, 4))[0]) == 0
+    assert alive(daemon), "the daemon should still run while the session does"
+    assert children_of(run.init) == [daemon]  # orphans land on the init
+    run.end()
+    assert not alive(daemon)
+
+
+def test_without_a_namespace_the_init_only_collects_orphans(tmp_path) -> None:
+    """The control: no namespace, so hanging up leaves the daemon running (the session
+    ends it by signal, aegis/sandbox/linux.py end_stragglers)."""
+    bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
+    out = str(tmp_path / "daemon")
+    run = spawn([*DAEMON, out], bpf)
+    daemon = daemon_pid(out)
+    try:
+        os.read(run.lifeline, 4)
+        assert children_of(run.init) == [daemon]
+        run.end()
+        assert alive(daemon)
+    finally:
+        os.kill(daemon, 9)
+
+
+def test_containment_out_of_range_is_refused() -> None:
+    bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
+    argv, keep = cstrings(["/bin/true"])
+    fds = [ffi.new("int *", -1) for _ in range(3)]
+    assert lib.aegis_spawn(b"/bin/true", argv, argv, ffi.NULL, -1, bpf, 3, argv, 0, *fds) == -errno.EINVAL
+
+
+@pytest.mark.parametrize("containment", [lib.AEGIS_CONTAIN_PIDNS, lib.AEGIS_CONTAIN_USERNS_PIDNS])
+def test_hidden_directories_are_empty_to_the_agent_and_only_to_it(tmp_path, containment) -> None:
+    state = tmp_path / "aegis-home"
+    (state / "config").mkdir(parents=True)
+    (state / "config" / "ledger.sqlite").write_text("the record")
+    bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
+    script = f"ls -A {state}; cat {state}/config/ledger.sqlite; touch {state}/new; echo done"
+    run = spawn(["/bin/sh", "-c", "{ " + script + "; } 2>&1"], bpf, stdout_path=str(tmp_path / "out"),
+                containment=containment, hidden=(str(state),))
+    assert run.wait() == 0
+    out = (tmp_path / "out").read_text()
+    lines = out.splitlines()
+    assert "config" not in lines and "the record" not in out  # ls listed nothing, cat read nothing
+    assert "No such file or directory" in lines[0] and "Read-only file system" in lines[1] and lines[2] == "done"
+    assert not (state / "new").exists()
+    # nothing propagated back: here the directory is as it was, and not a mount point
+    assert (state / "config" / "ledger.sqlite").read_text() == "the record"
+    assert str(state) not in open("/proc/self/mountinfo").read()
+
+
+def test_a_directory_that_cannot_be_hidden_fails_the_spawn(tmp_path) -> None:
+    bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
+    argv, keep = cstrings(["/bin/true"])
+    hidden, keep_hidden = cstrings([str(tmp_path / "missing")])
+    fds = [ffi.new("int *", -1) for _ in range(3)]
+    assert lib.aegis_spawn(b"/bin/true", argv, argv, ffi.NULL, -1, bpf, lib.AEGIS_CONTAIN_PIDNS, hidden, 1,
+                           *fds) == -errno.ENOENT
 
 
 @pytest.mark.parametrize(("base", "path", "expected"), [

@@ -1,11 +1,11 @@
 """The process that supervises one ``aegis.Sandbox`` run (``python -m aegis.api.supervisor``).
 
-A session needs a process of its own: it becomes the child subreaper of
-everything the agent starts, ends every straggler when the agent exits, handles
+A session needs a process of its own: it is the parent of the session's init
+(csrc/spawn_linux.c), ends every straggler when the agent exits, handles
 SIGINT/SIGTERM on its main thread, and its stdio and working directory are the
-agent's. Running it inside the embedding program would make that program
-inherit and reap the agent's orphans and lose its own signal handlers, so
-``aegis.api.sandbox`` starts this module instead.
+agent's. Running it inside the embedding program would make that program reap
+the session's init and lose its own signal handlers, so ``aegis.api.sandbox``
+starts this module instead.
 
 Protocol: argv is ``REQUEST_FD STATUS_FD``. The request is one JSON object read
 to EOF (config text and directory, command, agent environment, parent pid). Status lines go

@@ -112,6 +112,11 @@ def explain(name: str | None, files: tuple[Path, ...], as_json: bool) -> None:
     click.echo(f"\nLandlock ABI {landlock['abi']}:")
     for line in landlock["notes"] + landlock["dropped"]:
         click.echo(f"  - {line}")
+    if landlock["looser"]:
+        click.echo(f"  - the kernel allows more than the policy for {', '.join(landlock['looser'])}: the "
+                   "supervisor narrows those (so `--observer fanotify`, which leaves files to the kernel, is refused)")
+    else:
+        click.echo("  - the kernel enforces every file action exactly (`--observer fanotify` can be used)")
     if report["uncompiled"]:
         click.echo("\nNot compiled (decided by cedarpy at run time):")
         for entry in report["uncompiled"]:

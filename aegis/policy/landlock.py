@@ -167,6 +167,51 @@ def ports(m: Matcher) -> frozenset[int] | None:
     return None
 
 
+def _exact(m: Matcher, whole_directories: bool) -> bool:
+    """True when ``anchors(m)`` is exactly the set of paths ``m`` matches. With
+    ``whole_directories``, single files are not exact either: rights checked on the
+    parent directory (creating, removing) then reach its other entries too."""
+    from aegis.policy.compiler import Const, Or, PathEq, PathLike
+
+    if isinstance(m, Const):
+        return True
+    if isinstance(m, PathEq):
+        return m.path.startswith("/") and not whole_directories
+    if isinstance(m, PathLike):
+        if len(m.segments) == 1:
+            return m.segments[0].startswith("/") and not whole_directories
+        return len(m.segments) == 2 and m.segments[0].startswith("/") and m.segments[0].endswith("/") \
+            and m.segments[1] == ""
+    if isinstance(m, Or):
+        return _exact(m.left, whole_directories) and _exact(m.right, whole_directories)
+    return False
+
+
+def looser_actions(rules: dict[Action, list[Rule]]) -> list[str]:
+    """File actions for which the Landlock ruleset allows more than the policy: each
+    permit must bound exactly what it matches, no forbid may carve inside a permitted
+    region, reads must cover the write regions (which get read_file), and execution
+    must be permitted everywhere or nowhere (the kernel does not restrict it)."""
+    from aegis.policy.compiler import TRUE
+
+    looser = []
+    for action, (_, on_parent) in ACTION_RIGHTS.items():
+        mine = rules.get(action, [])
+        region = permitted_region(mine)
+        if region and (any(r.effect == "forbid" and r.matcher != TRUE for r in mine)
+                       or not all(_exact(r.matcher, bool(on_parent)) for r in mine if r.effect == "permit")):
+            looser.append(action.name)
+    reads = permitted_region(rules.get(Action.FileRead, []))
+    writes = permitted_region(rules.get(Action.FileWrite, []))
+    if Action.FileRead.name not in looser and not all(any(r.covers(w) for r in reads) for w in writes):
+        looser.append(Action.FileRead.name)
+    spawn = rules.get(Action.ProcessSpawn, [])
+    region = permitted_region(spawn)
+    if region and (region != EVERYTHING or any(r.effect == "forbid" and r.matcher != TRUE for r in spawn)):
+        looser.append(Action.ProcessSpawn.name)
+    return looser
+
+
 def permitted_region(rules: list[Rule]) -> tuple[Anchor, ...]:
     """Anchors covering every path some permit can allow (empty if a forbid is unconditional)."""
     from aegis.policy.compiler import TRUE
@@ -194,6 +239,7 @@ class LandlockSpec:
     abi: int = MAX_ABI
     notes: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    looser: list[str] = field(default_factory=list)  # file actions the kernel allows beyond the policy
 
     def for_abi(self, abi: int) -> LandlockSpec:
         """This spec restricted to what Landlock ABI ``abi`` can express."""
@@ -243,7 +289,7 @@ class LandlockSpec:
         return {"abi": self.abi, "handled_fs": rights_names(self.handled_fs),
                 "rules": [{"path": p, "access": rights_names(a)} for p, a in self.rules],
                 "handled_net": self.handled_net, "net_ports": [list(x) for x in self.net_ports],
-                "scoped": self.scoped, "notes": self.notes, "dropped": self.dropped}
+                "scoped": self.scoped, "notes": self.notes, "dropped": self.dropped, "looser": self.looser}
 
 
 def rights_names(mask: int) -> list[str]:
@@ -290,7 +336,8 @@ def landlock_spec(rules: dict[Action, list[Rule]]) -> LandlockSpec:
         notes.append("NetConnect: not expressible as TCP ports; enforced by the supervisor")
     merged = _prune({p: a & handled for p, a in grants.items() if a & handled})
     return LandlockSpec(handled_fs=handled, rules=merged, handled_net=handled_net,
-                        net_ports=[(p, NET_CONNECT_TCP) for p in sorted(net or ())], notes=notes)
+                        net_ports=[(p, NET_CONNECT_TCP) for p in sorted(net or ())], notes=notes,
+                        looser=looser_actions(rules))
 
 
 def _prune(grants: dict[str, int]) -> list[tuple[str, int]]:

@@ -68,7 +68,9 @@ def probe() -> list[Check]:
     checks.append(Check("seccomp-sync-wakeup", ok, value,
                         "faster supervisor hand-off (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)", "kernel >= 6.6"))
     ok, value = _answer(lib.aegis_probe_userns(UNPRIVILEGED_ID, UNPRIVILEGED_ID))
-    checks.append(Check("user-namespaces", ok, value, "unprivileged isolation helpers",
+    checks.append(Check("user-namespaces", ok, value,
+                        "unprivileged sessions in their own PID and mount namespaces (nothing the agent starts "
+                        "outlives a killed aegis; the Aegis home hidden from the agent); root needs none",
                         "sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0"))
     ok, value = _answer(lib.aegis_probe_fanotify())
     checks.append(Check("fanotify", ok, value if ok else f"{value}; needs root or CAP_SYS_ADMIN",

@@ -6,14 +6,23 @@ the Landlock ruleset and seccomp filter, spawn the agent from C
 (csrc/spawn_linux.c), serve its notifications (aegis.observer), drain the
 observations into the ledger in batches, end every process of the session, and
 record the session end. The agent never outlives the session unobserved.
+
+The agent is the only child of a small session init, which (when the kernel
+allows: root, or an unprivileged user namespace) is process 1 of a new PID
+namespace: if Aegis is killed, the init dies with it and the kernel kills every
+process of the session, daemons included (`containment`). The session's mount
+namespace covers Aegis's own directories with an empty read-only tmpfs
+(`hidden_directories`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import select
 import signal
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +48,7 @@ from aegis.policy.landlock import (
     NET_CONNECT_TCP,
 )
 from aegis.policy.seccomp import SeccompSpec, seccomp_spec
-from aegis.sandbox.capabilities import landlock_abi
+from aegis.sandbox.capabilities import UNPRIVILEGED_ID, landlock_abi
 from aegis.sandbox.policy_cache import NET_PERMIT_ALL, NET_PERMIT_SOME, SessionPolicy, session_policy
 from aegis.sandbox.session import resolve_command
 
@@ -52,6 +61,12 @@ STRAGGLER_DEADLINE_S = 5.0
 LANDLOCK_WRITES = FS_WRITE_FILE | FS_MAKE_REG | FS_MAKE_DIR | FS_REMOVE_FILE
 SCRATCH_DIRS = ("/", "/tmp", "/var/tmp", "/dev/shm")
 SYSTEM_DIRS = ("/dev", "/proc", "/sys", "/run")
+# With the fanotify observer, opens, execs and path changes are left to Landlock and
+# recorded by fanotify; the supervisor still decides what no Landlock right covers:
+# metadata changes and socket addresses (pathname unix sockets, TCP by policy).
+SUPERVISED_BESIDE_FANOTIFY = ("connect", "bind", "chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat",
+                              "setxattr", "lsetxattr", "removexattr", "lremovexattr", "utimensat", "utimes",
+                              "utime")
 # How the network is enforced (see network_mode).
 NETWORK_OPEN = "open"
 NETWORK_POLICY = "TCP decided by policy"
@@ -82,6 +97,32 @@ def protected_paths(config: Config) -> list[str]:
             if form not in out:
                 out.append(form)
     return out
+
+
+def hidden_directories(config: Config, cwd: str) -> list[str]:
+    """Aegis's own directories (the Aegis home and the config's directory, where the
+    ledger, keys and policies live by default), to be covered in the agent's mount
+    namespace; never the agent's working directory or one above it. State kept
+    elsewhere by a config's choice is guarded by the supervisor (`protected_paths`)."""
+    found = sorted({os.path.realpath(d) for d in (paths.aegis_home(), config.directory) if os.path.isdir(d)})
+    outermost = [d for d in found if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in found)]
+    here = os.path.realpath(cwd)
+    return [d for d in outermost if d != "/" and here != d and not here.startswith(d + "/")]
+
+
+def check_fanotify_session(config: Config, policy: SessionPolicy, hidden: Sequence[str]) -> None:
+    """The fanotify observer leaves files to Landlock: refuse it (with the reason) when
+    the kernel cannot enforce this policy exactly, or when Aegis's own state would be
+    reachable because it cannot be hidden from the agent."""
+    inexact = [*policy.not_enforced_by_kernel, *(f"{a} is looser in the kernel" for a in policy.kernel_looser)]
+    if inexact:
+        raise AegisError("observer 'fanotify' leaves file decisions to the kernel, which cannot enforce this "
+                         f"policy exactly ({'; '.join(inexact)}); use --observer seccomp")
+    exposed = [p for p in protected_paths(config)
+               if not any(p == d or p.startswith(d + "/") for d in hidden)]
+    if exposed:
+        raise AegisError(f"observer 'fanotify' cannot hide {exposed[0]} from the agent (run from outside the Aegis "
+                         "home, keep ledger, keys and policies in the config directory); use --observer seccomp")
 
 
 def network_mode(policy: SessionPolicy, allowed_network: Sequence[str]) -> str:
@@ -156,12 +197,27 @@ def _cstrings(items: Sequence[str]) -> tuple[object, list[object]]:
     return ffi.new("char *[]", [*keep, ffi.NULL]), keep
 
 
-def children_of_self() -> list[int]:
-    """Direct children of this process (orphans of the agent land here: we are a subreaper)."""
+# How the session's processes are held together (csrc/spawn_linux.h AEGIS_CONTAIN_*).
+CONTAINMENT_NAMES = {0: "none", 1: "pid namespace", 2: "pid namespace in a user namespace"}
+
+
+def containment() -> int:
+    """The strongest containment this process can create: a PID namespace as root,
+    one owned by a new user namespace otherwise, when unprivileged user namespaces
+    are allowed; else none (the agent's daemons could then outlive a killed Aegis)."""
+    if os.geteuid() == 0:
+        return lib.AEGIS_CONTAIN_PIDNS
+    if lib.aegis_probe_userns(UNPRIVILEGED_ID, UNPRIVILEGED_ID) > 0:
+        return lib.AEGIS_CONTAIN_USERNS_PIDNS
+    return lib.AEGIS_CONTAIN_NONE
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of process ``pid`` (the session init: the agent, then its orphans)."""
     kids: list[int] = []
     try:
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as fh:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as fh:
                 kids.extend(int(x) for x in fh.read().split())
     except OSError:
         pass
@@ -200,6 +256,8 @@ class _Session:
         self.ledger, self.observer = ledger, observer
         self.session_id, self.principal = session_id, principal
         self.root_pid = 0
+        self.init_pid = 0
+        self.lifeline = -1
         self.ended = False
         self.counts = {"events": 0, "denied": 0, "dropped": 0}
         # for the completeness nets at session end: what the observer already explains
@@ -236,27 +294,35 @@ class _Session:
                 return
 
     def wait_root(self, pid: int, signals: _Signals) -> int:
-        """Drain until the root process exits; returns its wait status."""
-        pidfd = os.pidfd_open(pid)
+        """Drain until the root process exits; returns its wait status (sent by the session init)."""
         poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
+        poller.register(self.lifeline, select.POLLIN)
         kill_at: float | None = None
         handled = 0
-        try:
-            while not poller.poll(DRAIN_INTERVAL_S * 1000):
-                self.flush()
-                for signum in signals.received[handled:]:
-                    handled += 1
-                    if signum == signal.SIGINT and _terminal_shares_signals(pid):
-                        continue  # the agent got the same Ctrl-C and decides for itself
-                    os.kill(pid, signal.SIGTERM if signum == signal.SIGHUP else signum)
-                    kill_at = kill_at or time.monotonic() + INTERRUPT_GRACE_S
-                if kill_at is not None and time.monotonic() >= kill_at:
-                    os.kill(pid, signal.SIGKILL)
-        finally:
-            os.close(pidfd)
-        _, status = os.waitpid(pid, 0)
-        return status
+        while not poller.poll(DRAIN_INTERVAL_S * 1000):
+            self.flush()
+            for signum in signals.received[handled:]:
+                handled += 1
+                if signum == signal.SIGINT and _terminal_shares_signals(pid):
+                    continue  # the agent got the same Ctrl-C and decides for itself
+                os.kill(pid, signal.SIGTERM if signum == signal.SIGHUP else signum)
+                kill_at = kill_at or time.monotonic() + INTERRUPT_GRACE_S
+            if kill_at is not None and time.monotonic() >= kill_at:
+                os.kill(pid, signal.SIGKILL)
+        message = os.read(self.lifeline, 4)
+        if len(message) != 4:
+            raise AegisError("the session init ended before the agent (killed from outside?)")
+        return struct.unpack("i", message)[0]
+
+    def end_init(self) -> None:
+        """Hang up on the session init and reap it: with a PID namespace, whatever is
+        still running in the session is killed by the kernel as the init exits."""
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+        if self.init_pid:
+            os.waitpid(self.init_pid, 0)
+            self.init_pid = 0
 
     def end_stragglers(self) -> tuple[list[int], list[int]]:
         """End every process of the session still alive after the root exited (daemons).
@@ -265,7 +331,7 @@ class _Session:
         start = time.monotonic()
         while True:
             self.flush()
-            kids = children_of_self()
+            kids = children_of(self.init_pid)
             if not kids and (self.observer is None or self.observer.finished()):
                 return ended, []
             if time.monotonic() - start >= STRAGGLER_DEADLINE_S:
@@ -278,14 +344,7 @@ class _Session:
                     os.kill(kid, sig)
                 except ProcessLookupError:
                     pass
-            while True:
-                try:
-                    reaped, _ = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if reaped == 0:
-                    break
-            time.sleep(DRAIN_INTERVAL_S)
+            time.sleep(DRAIN_INTERVAL_S)  # the init reaps them
 
 
 def _residual_decider(policy: SessionPolicy, principal: str, session_id: str):  # noqa: ANN202 (ResidualDecider)
@@ -352,19 +411,25 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
     mechanism = select_observer(observer_mode or config.observer)
     net_rules = parse_allowed_network(config.allowed_network)
     net = network_mode(policy, config.allowed_network)
-    bpf = build_filter(seccomp_spec(), notify=mechanism == "seccomp", deny_datagram=net != NETWORK_OPEN)
+    hidden = hidden_directories(config, os.getcwd())
+    spec = seccomp_spec()
+    if mechanism == "fanotify":
+        check_fanotify_session(config, policy, hidden)
+        spec = dataclasses.replace(spec, notified=[n for n in spec.notified if n in SUPERVISED_BESIDE_FANOTIFY])
+    bpf = build_filter(spec, notify=mechanism != "inotify", deny_datagram=net != NETWORK_OPEN)
 
+    contained = containment()
     ledger = open_ledger(config)
     policy_hash = ledger.record_policy_snapshot(policy.files)
     session_id = ledger.begin_session(
         command=list(command), cwd=os.getcwd(), policy_hash=policy_hash, observer=mechanism,
         config=config.name,
         details={"mode": mode, "landlock_abi": policy.landlock_abi, "network": net,
-                 "not_enforced_by_kernel": policy.not_enforced_by_kernel, "pid_attribution": mechanism == "seccomp"})
-    lib.aegis_set_child_subreaper()
+                 "not_enforced_by_kernel": policy.not_enforced_by_kernel, "pid_attribution": mechanism != "inotify",
+                 "containment": CONTAINMENT_NAMES[contained]})
     argv, _keep_argv = _cstrings(command)
     envp, _keep_env = _cstrings([f"{k}={v}" for k, v in (os.environ if env is None else env).items()])
-    listener, control = ffi.new("int *", -1), ffi.new("int *", -1)
+    listener, control, lifeline = ffi.new("int *", -1), ffi.new("int *", -1), ffi.new("int *", -1)
     signals = _Signals()
     observer: Observer | None = None
     session = _Session(ledger, None, session_id, config.name)
@@ -373,28 +438,38 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
     try:
         harvester, snap = _completeness_nets(config, policy, session_id, snapshot)
         ruleset_fd = build_ruleset(policy, net, [r.port for r in net_rules if r.port])
-        pid = lib.aegis_spawn(os.fsencode(exe), argv, envp, os.fsencode(os.getcwd()), ruleset_fd, bpf,
-                              listener, control)
-        if pid < 0:
-            raise AegisError(f"cannot start {command[0]}: {errno_name(pid)} while setting up the sandbox")
+        c_hidden, _keep_hidden = _cstrings(hidden)
+        init = lib.aegis_spawn(os.fsencode(exe), argv, envp, os.fsencode(os.getcwd()), ruleset_fd, bpf,
+                               contained, c_hidden, len(hidden), listener, control, lifeline)
+        if init < 0:
+            raise AegisError(f"cannot start {command[0]}: {errno_name(init)} while setting up the sandbox")
+        session.init_pid, session.lifeline = init, lifeline[0]
+        pid = children_of(init)[0]  # the agent, waiting for its release: the init's only child
         session.root_pid = pid
         harvester.attach(pid)
         if on_spawn is not None:
             on_spawn(session_id, pid)
         try:
-            if mechanism == "seccomp":
+            if mechanism in ("seccomp", "fanotify"):
                 observer = SeccompObserver(
                     listener[0], session_id=session_id, principal=config.name, policy_ids=policy.policy_ids,
                     table=table, residual=_residual_decider(policy, config.name, session_id),
                     protected_paths=protected_paths(config), net_rules=net_rules, ring_capacity=ring_capacity,
                     ring_wait_ms=ring_wait_ms, open_on_behalf=open_on_behalf)
-            else:
+            if mechanism == "fanotify":
+                from aegis.observer.fanotify import FanotifyObserver
+                from aegis.observer.pair import ObserverPair
+
+                supervisor = observer
+                observer = ObserverPair(FanotifyObserver(session_id=session_id, principal=config.name),
+                                        supervisor)
+                observer.recorder.attach(pid)  # into the session's cgroup while it waits before exec
+            elif mechanism == "inotify":
                 from aegis.observer.inotify import InotifyObserver
 
                 observer = InotifyObserver(config.project_dir, session_id=session_id, principal=config.name)
         except BaseException:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            session.end_init()
             raise
         session.observer = observer
         exec_error = lib.aegis_spawn_release(control[0])
@@ -404,6 +479,7 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
         sig = -code if code < 0 else None
         exit_code = 128 + sig if sig else code
         ended, surviving = session.end_stragglers()
+        session.end_init()
         session.flush()
         ledger.append([Event(action="ProcessExit", resource=exe, decision="info", session_id=session_id,
                              principal=config.name, pid=pid, ppid=os.getpid(), executable=exe,
@@ -436,6 +512,7 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
                              exit_code=126 if denied else 127)
         return SessionResult(session_id, exit_code, sig, state, mechanism, dict(session.counts))
     except BaseException:
+        session.end_init()
         if observer is not None:
             observer.stop()
             session.flush()

@@ -24,7 +24,7 @@ from aegis.config import Config
 from aegis.errors import AegisError
 
 CACHE_FILE = "compiled-policy.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"
 # Everything whose change changes the compiled result.
 _COMPILER_INPUTS = ("compiler.py", "landlock.py", "engine.py", "schema.cedarschema")
@@ -49,6 +49,7 @@ class SessionPolicy:
     not_enforced_by_kernel: list[str]
     net_permit: str
     residual_actions: list[str]
+    kernel_looser: list[str]         # file actions Landlock allows beyond the policy (the supervisor narrows)
     from_cache: bool = False
 
 
@@ -97,7 +98,8 @@ def compile_session_policy(files: dict[str, str], sources: dict[str, str], princ
         net_permit = NET_PERMIT_NONE
     return SessionPolicy(files, sources, list(compiled.policy_ids), compiled.table_blob, landlock.abi,
                          landlock.handled_fs, [(p, a) for p, a in landlock.rules], landlock.scoped,
-                         list(landlock.dropped), net_permit, sorted(compiled.residual_actions))
+                         list(landlock.dropped), net_permit, sorted(compiled.residual_actions),
+                         list(landlock.looser))
 
 
 def _encode(policy: SessionPolicy, key: str) -> str:
@@ -105,7 +107,7 @@ def _encode(policy: SessionPolicy, key: str) -> str:
                        "table": base64.b64encode(policy.table_blob).decode("ascii"),
                        "landlock": {"abi": policy.landlock_abi, "handled_fs": policy.handled_fs,
                                     "rules": policy.landlock_rules, "scoped": policy.scoped,
-                                    "dropped": policy.not_enforced_by_kernel},
+                                    "dropped": policy.not_enforced_by_kernel, "looser": policy.kernel_looser},
                        "net_permit": policy.net_permit, "residual_actions": policy.residual_actions},
                       sort_keys=True)
 
@@ -120,7 +122,7 @@ def _decode(text: str, key: str, files: dict[str, str], sources: dict[str, str])
             files, sources, [str(p) for p in data["policy_ids"]], base64.b64decode(data["table"], validate=True),
             int(ll["abi"]), int(ll["handled_fs"]), [(str(p), int(a)) for p, a in ll["rules"]],
             int(ll["scoped"]), [str(d) for d in ll["dropped"]], str(data["net_permit"]),
-            [str(a) for a in data["residual_actions"]], from_cache=True)
+            [str(a) for a in data["residual_actions"]], [str(a) for a in ll["looser"]], from_cache=True)
     except (ValueError, KeyError, TypeError):
         return None
     if policy.net_permit not in (NET_PERMIT_ALL, NET_PERMIT_SOME, NET_PERMIT_NONE):

@@ -177,13 +177,6 @@ def results(stdout: str) -> list[tuple[str, str, str]]:
 
 
 
-def open_finding(finding: str, what: str) -> pytest.MarkDecorator:
-    """An attack that still works, pending the fix proposed in docs/escape-findings.md.
-
-    Strict: the day the hole is closed the test XPASSes, fails, and the mark must go."""
-    return pytest.mark.xfail(strict=True, reason=f"{finding} (docs/escape-findings.md): {what}")
-
-
 def same_length_sibling(directory: Path, target: Path, stem: str) -> Path:
     """A path in ``directory`` exactly as long as ``target`` (for buffer-flipping races)."""
     pad = len(str(target)) - len(str(directory)) - 1

@@ -5,13 +5,16 @@ verifies and the session shows as interrupted."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from escape_support import Scenario, open_finding
+from escape_support import Scenario
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +51,8 @@ def pids(pidfile: Path) -> list[int]:
     return [int(p) for p in pidfile.read_text().split()] if pidfile.exists() else []
 
 
-def run_and_kill(s: Scenario, attacks, command: list[object], log: Path, pidfile: Path) -> int:
-    """Start the agent under Aegis, wait for it to write, SIGKILL aegis; returns the kill time (ns)."""
-    proc = s.popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def kill_aegis_mid_session(proc: subprocess.Popen, log: Path, pidfile: Path) -> int:
+    """Wait for the agent under ``proc`` (aegis) to write, SIGKILL aegis; returns the kill time (ns)."""
     try:
         ok = wait_for(lambda: sum(1 for k, _ in lines(log) if k == "D") >= 5 and len(pids(pidfile)) >= 2, 30)
         assert ok, f"the agent never got going under aegis: exit {proc.poll()}"
@@ -62,6 +64,20 @@ def run_and_kill(s: Scenario, attacks, command: list[object], log: Path, pidfile
             proc.kill()
         proc.stderr.close()
     return killed_at
+
+
+def assert_nothing_outlived(log: Path, pidfile: Path, killed_at: int) -> None:
+    """Every agent process is gone and nothing was written after the kill."""
+    try:
+        gone = wait_for(lambda: not any(alive(p) for p in pids(pidfile)), 5)
+        late = [(k, ts) for k, ts in lines(log) if ts > killed_at + GRACE_NS]
+        survivors = [p for p in pids(pidfile) if alive(p)]
+        assert gone, f"agent processes survived the death of aegis: {survivors}"
+        assert late == [], f"{len(late)} writes happened after aegis was killed (first: {late[:3]})"
+    finally:
+        for pid in pids(pidfile):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_control_agent_keeps_writing_when_its_parent_dies(scenario: Scenario, attacks):
@@ -81,23 +97,41 @@ def test_control_agent_keeps_writing_when_its_parent_dies(scenario: Scenario, at
                 os.kill(pid, signal.SIGKILL)
 
 
-@open_finding("F1", "a daemonised descendant outlives `kill -9 aegis` and keeps writing")
 def test_kill_9_of_aegis_stops_the_agent_and_its_daemon(scenario: Scenario, attacks):
     s = scenario
     log, pidfile = s.project / "log", s.project / "pids"
-    killed_at = run_and_kill(s, attacks, [attacks["failclosed"], log, pidfile], log, pidfile)
-    try:
-        gone = wait_for(lambda: not any(alive(p) for p in pids(pidfile)), 5)
-        late = [(k, ts) for k, ts in lines(log) if ts > killed_at + GRACE_NS]
-        survivors = [p for p in pids(pidfile) if alive(p)]
-        assert gone, f"agent processes survived the death of aegis: {survivors}"
-        assert late == [], f"{len(late)} writes happened after aegis was killed (first: {late[:3]})"
-    finally:
-        for pid in pids(pidfile):
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+    proc = s.popen([attacks["failclosed"], log, pidfile], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)
+    assert_nothing_outlived(log, pidfile, kill_aegis_mid_session(proc, log, pidfile))
 
     verify = s.verify()
     assert verify.returncode == 0, verify.stdout + verify.stderr
     sessions = s.sessions()
     assert sessions and sessions[-1].state == "interrupted", [x.state for x in sessions]
+    assert sessions[-1].details["containment"] == "pid namespace"
+
+
+def test_kill_9_of_unprivileged_aegis_stops_the_agent_and_its_daemon(attacks, unprivileged):
+    """The same as uid 65534: the PID namespace is owned by a new user namespace."""
+    work = Path(tempfile.mkdtemp(prefix="aegis-failclosed-", dir="/tmp"))
+    try:
+        os.chmod(work, 0o755)
+        for sub in ("home", "project"):
+            (work / sub).mkdir()
+            os.chown(work / sub, 65534, 65534)
+        agent = work / "failclosed"
+        shutil.copy(attacks["failclosed"], agent)
+        log, pidfile = work / "project" / "log", work / "project" / "pids"
+        env = {**os.environ, "AEGIS_HOME": str(work / "home"), "HOME": str(work / "home")}
+        aegis = [*unprivileged, sys.executable, "-m", "aegis"]
+        subprocess.run([*aegis, "init", "nobody", "--policy", "workspace-write", "--dir", str(work / "project")],
+                       env=env, cwd=work / "project", check=True, capture_output=True)
+        proc = subprocess.Popen([*aegis, "run", "--config", "nobody", "--", str(agent), str(log), str(pidfile)],
+                                env=env, cwd=work / "project", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        assert_nothing_outlived(log, pidfile, kill_aegis_mid_session(proc, log, pidfile))
+        sessions = subprocess.run([*aegis, "audit", "sessions", "nobody", "--json"], env=env, cwd=work,
+                                  capture_output=True, text=True, check=True)
+        assert '"interrupted"' in sessions.stdout and "pid namespace in a user namespace" in sessions.stdout
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

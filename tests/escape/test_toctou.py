@@ -99,14 +99,17 @@ def test_path_buffer_flip_cannot_plant_a_policy_in_the_aegis_home(any_mode_scena
     assert s.denials_of(target), "the refused writes into the Aegis home are not in the ledger"
 
 
-def test_path_buffer_flip_cannot_delete_the_config(any_mode_scenario: Scenario, attacks):
-    """Race unlink() between a project file and AEGIS_HOME/.../aegis.toml."""
-    s = any_mode_scenario
+def test_path_buffer_flip_cannot_delete_a_file_only_the_supervisor_guards(scenario: Scenario, attacks):
+    """Race unlink() between a project file and the project's .env, which `workspace-write`
+    forbids inside the writable project: the kernel would let it go, the supervisor must
+    not. (The Aegis home, the first target of this race, F8, is now hidden from the agent
+    by the session's mount namespace as well.)"""
+    s = scenario
     s.warm_up("toctou-warm-up")
-    target = s.config_dir / "aegis.toml"
-    before = target.read_bytes()
+    target = s.project / ".env"
+    target.write_text("API_KEY=secret\n")
     allowed = same_length_sibling(s.project, target, "u")
     proc = s.run([attacks["toctou"], "path-unlink", 10, allowed, target], timeout=120)
-    assert target.exists() and target.read_bytes() == before, f"the config was deleted:\n{proc.stdout}"
+    assert target.exists() and target.read_text() == "API_KEY=secret\n", f"the .env was deleted:\n{proc.stdout}"
     assert ("path-unlink", "BLOCKED", "race not won in time") in results(proc.stdout), proc.stdout
     assert stats(proc.stdout)["allowed"] > 0, proc.stdout

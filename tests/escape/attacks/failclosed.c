@@ -6,7 +6,9 @@
  * The main process re-opens LOG for every line (each open is an intercepted
  * operation); a daemonised grandchild holds LOG open and writes through the held
  * descriptor (no intercepted operation at all). Both ignore SIGTERM/SIGHUP/SIGINT.
- * Every line carries CLOCK_REALTIME in ns, so the test can see when it was written. */
+ * Every line carries CLOCK_REALTIME in ns, so the test can see when it was written.
+ * PIDFILE gets the pids the test can see: /proc/self as Aegis's /proc shows it,
+ * not getpid(), which counts inside the session's PID namespace. */
 #include "common.h"
 #include <signal.h>
 #include <time.h>
@@ -21,10 +23,14 @@ static long long now_ns(void)
 static void record_pid(const char *pidfile)
 {
     int fd = open(pidfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        dprintf(fd, "%d\n", getpid());
-        close(fd);
+    char self[32];
+    ssize_t n = readlink("/proc/self", self, sizeof(self) - 1);
+    if (fd >= 0 && n > 0) {
+        self[n] = '\0';
+        dprintf(fd, "%s\n", self);
     }
+    if (fd >= 0)
+        close(fd);
 }
 
 int main(int argc, char **argv)
