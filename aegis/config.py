@@ -7,14 +7,11 @@ the wrong type is an error naming the key and the file.
 from __future__ import annotations
 
 import os
-import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomli_w
 
 from aegis import paths
 from aegis.errors import AegisError
@@ -172,6 +169,8 @@ def load_config(name: str) -> Config:
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` via a temporary file and rename (never half-written)."""
+    import tempfile  # not on the hook's path: only writers pay for it
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -187,4 +186,6 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def save_config(config: Config) -> None:
+    import tomli_w  # only writers of a config pay for it
+
     write_atomically(config.file, tomli_w.dumps(config.to_toml()).encode())

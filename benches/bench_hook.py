@@ -2,6 +2,11 @@
 process (Python start-up, imports, policy load, decision, ledger append), as Claude
 Code runs it for every tool call. Target: <= 100 ms per call on this machine.
 
+The first call after a policy change validates the policies with cedarpy and caches
+their compiled rules in the config directory; every other call decides from that
+cache without importing cedarpy (the warm-up rounds make the cache, as the first
+tool call of a session does). The cold call is measured on its own row.
+
     PYTHONPATH=. .venv/bin/pytest benches/bench_hook.py --benchmark-only
 """
 
@@ -16,7 +21,9 @@ from pathlib import Path
 import pytest
 
 from aegis import paths
+from aegis.config import load_config
 from aegis.integrations import aegis_command
+from aegis.policy.compiled_rules import RULES_FILE
 from aegis.provision import create_config
 
 REPO = str(Path(__file__).resolve().parents[1])
@@ -71,14 +78,26 @@ def test_hook_entry_without_cli(benchmark, tmp_path, monkeypatch):
     assert out["permissionDecision"] == "allow"
 
 
+def test_hook_first_call_after_a_policy_change(benchmark, hook_call):
+    """The cold call: no cached rules, so cedarpy validates and the rules are compiled and cached."""
+    cache = load_config("bench").directory / RULES_FILE
+
+    def without_cache():
+        cache.unlink(missing_ok=True)
+        return ("Bash", {"command": "ls -la"}), {}
+
+    out = benchmark.pedantic(hook_call, setup=without_cache, rounds=10, warmup_rounds=1)
+    assert out["permissionDecision"] == "allow" and cache.exists()
+
+
 def test_python_start_up_floor(benchmark):
     """The part no hook can avoid: a bare interpreter start, for comparison."""
     benchmark.pedantic(subprocess.run, args=([sys.executable, "-c", "pass"],), kwargs={"check": True},
                        rounds=20, warmup_rounds=2)
 
 
-def test_import_floor_policy_engine(benchmark):
-    """Start-up plus cedarpy and the policy engine: the least a Cedar decision in a new process costs."""
-    argv = [sys.executable, "-c", "import aegis.policy.engine"]
+def test_import_floor_hook_modules(benchmark):
+    """Start-up plus the modules a warm hook call imports (config, ledger, compiled rules; no cedarpy)."""
+    argv = [sys.executable, "-P", "-c", "import aegis.integrations.claude_code"]
     benchmark.pedantic(subprocess.run, args=(argv,), kwargs={"check": True, "env": bench_env()}, rounds=20,
                        warmup_rounds=2)

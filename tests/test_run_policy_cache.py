@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 from aegis.config import load_config
+from aegis.policy.sources import read_policy_files
 from aegis.provision import create_config
 from aegis.sandbox.capabilities import landlock_abi
-from aegis.sandbox.policy_cache import CACHE_FILE, compile_session_policy, read_policy_files, session_policy
+from aegis.sandbox.policy_cache import CACHE_FILE, compile_session_policy, session_policy
 
 
 def make_config(tmp_path: Path, template: str = "allow-read-only"):

@@ -142,7 +142,7 @@ def handle_event(config_name: str, event: dict[str, Any]) -> HookAnswer:
         answer.events.append(Event(action="ObserverNote", resource=f"claude-code:{name}", decision="info",
                                    reason=f"Claude Code {name}", details=details, **common))
     with open_ledger(gate.config) as ledger:
-        policy_hash = ledger.record_policy_snapshot(gate.engine.sources)
+        policy_hash = ledger.record_policy_snapshot(gate.sources)
         for recorded in answer.events:
             recorded.details["policy_hash"] = policy_hash
         ledger.append(answer.events)

@@ -260,7 +260,7 @@ class McpProxy:
         """Relay until the server's stdout closes; returns its exit code (128+N if signal N killed it)."""
         ledger = open_ledger(self.gate.config)
         try:
-            policy_hash = ledger.record_policy_snapshot(dict(self.gate.engine.sources))
+            policy_hash = ledger.record_policy_snapshot(dict(self.gate.sources))
             self.filter.session = ledger.begin_session(
                 command=self.server_argv, cwd=self.cwd, policy_hash=policy_hash, observer="mcp-proxy",
                 config=self.gate.config.name,

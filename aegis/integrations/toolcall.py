@@ -33,7 +33,9 @@ from aegis.actions import Action
 from aegis.config import Config, load_config
 from aegis.errors import AegisError
 from aegis.policy.canonical import canonical_path
-from aegis.policy.engine import Decision, PolicyEngine
+from aegis.policy.compiled_rules import RULES_FILE, CompiledRules
+from aegis.policy.decision import Decision
+from aegis.policy.sources import read_policy_sources
 
 PATH_KEYS = ("file_path", "path", "notebook_path")
 # Recorded tool inputs and results are cut to this many characters.
@@ -148,24 +150,31 @@ class Verdict:
 
 
 class ToolGate:
-    """The policies of one config, deciding tool calls."""
+    """The policies of one config, deciding tool calls (from the compiled rules, cached per
+    config, so that a hook process imports cedarpy only for what they cannot decide)."""
 
-    def __init__(self, config: Config, engine: PolicyEngine) -> None:
+    def __init__(self, config: Config, policies: CompiledRules) -> None:
         self.config = config
-        self.engine = engine
+        self.policies = policies
 
     @classmethod
     def for_config(cls, name: str) -> ToolGate:
         config = load_config(name)
-        return cls(config, PolicyEngine.from_files(config.policy_files(), principal=config.name))
+        sources = read_policy_sources(config.policy_files())
+        return cls(config, CompiledRules.load(sources, config.name, config.directory / RULES_FILE))
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """The policy texts by source name (what the ledger's policy snapshot records)."""
+        return self.policies.sources
 
     def decide(self, tool: str, context_input: dict[str, Any], implied: Sequence[tuple[Action, str]] = (),
                session: str = "") -> Verdict:
         """Decide ``tool`` with its canonical input, plus each implied (action, canonical path)."""
         if not tool:
             raise AegisError("tool call without a tool name")
-        checks = [Check(Action.ToolCall, tool, self.engine.authorize(
+        checks = [Check(Action.ToolCall, tool, self.policies.authorize(
             Action.ToolCall, tool, {"input": context_input, "session": session}))]
         for action, path in implied:
-            checks.append(Check(action, path, self.engine.authorize(action, path, {"session": session})))
+            checks.append(Check(action, path, self.policies.authorize(action, path, {"session": session})))
         return Verdict(tuple(checks))

@@ -5,7 +5,11 @@ as ``Rule(effect, matcher, policy_index, policy_id)``. A matcher is a condition 
 ``resource.path`` (the canonical path for file actions): an exact path
 (``PathEq``), a Cedar ``like`` glob (``PathLike``, which covers directory
 subtrees ``"/dir/*"``), constants, and ``And``/``Or``/``Not``; for NetConnect
-also the port of its ``"host:port"`` resource (``PortEq``). Anything else a
+also the port of its ``"host:port"`` resource (``PortEq``). Compiled for tool calls
+(``compile_rules(engine, tool_input=True)``, used by ``aegis.policy.compiled_rules``),
+conditions on the ToolCall ``context.input`` record are matchers too (``InputHas``,
+``InputEq``, ``InputLike``), and so are those on ``context.tool`` (``ToolName``: the
+tool name is the resource); the decision table never sees those. Anything else a
 policy says (context attributes, other resource attributes, entity hierarchies,
 extension functions) becomes a ``Residual`` leaf: it is kept, shown by
 ``aegis policy explain``, and decided by cedarpy at run time, never dropped.
@@ -79,6 +83,39 @@ class PortEq:
 
 
 @dataclass(frozen=True)
+class InputHas:
+    """``context.input has KEY``: the ToolCall input record has the field."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class InputEq:
+    """``context.input.KEY == "value"``; evaluating it on a record without KEY is an error."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class InputLike:
+    """``context.input.KEY like "pattern"``, the pattern as ``PathLike`` segments."""
+
+    key: str
+    segments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ToolName:
+    """``context.tool`` tested like ``resource.path`` (``test``): a ToolCall's tool is its resource."""
+
+    test: Matcher
+
+
+TOOL_CALL_MATCHERS = (InputHas, InputEq, InputLike, ToolName)
+
+
+@dataclass(frozen=True)
 class And:
     left: Matcher
     right: Matcher
@@ -109,7 +146,8 @@ class ActionTest:
     actions: frozenset[Action]
 
 
-Matcher = Union[Const, PathEq, PathLike, PortEq, And, Or, Not, Residual, ActionTest]  # noqa: UP007 (recursive alias)
+Matcher = Union[  # noqa: UP007 (recursive alias)
+    Const, PathEq, PathLike, PortEq, InputHas, InputEq, InputLike, ToolName, And, Or, Not, Residual, ActionTest]
 
 TRUE, FALSE = Const(True), Const(False)
 
@@ -142,13 +180,25 @@ def residual_reasons(m: Matcher) -> list[str]:
     return []
 
 
+def may_fail(m: Matcher) -> bool:
+    """Whether evaluating ``m`` can be an error: a residual, or reading a context field the
+    request may lack (``has`` guards make it safe, but simplification cannot know that)."""
+    if isinstance(m, (Residual, InputEq, InputLike, ToolName)):
+        return True
+    if isinstance(m, (And, Or)):
+        return may_fail(m.left) or may_fail(m.right)
+    if isinstance(m, Not):
+        return may_fail(m.arg)
+    return False
+
+
 def conj(a: Matcher, b: Matcher) -> Matcher:
     """``a && b`` simplified without changing short-circuit semantics."""
     if a == FALSE or a == TRUE:
         return b if a.value else FALSE
     if b == TRUE:
         return a
-    if b == FALSE and not has_residual(a):
+    if b == FALSE and not may_fail(a):
         return FALSE
     return And(a, b)
 
@@ -158,7 +208,7 @@ def disj(a: Matcher, b: Matcher) -> Matcher:
         return TRUE if a.value else b
     if b == FALSE:
         return a
-    if b == TRUE and not has_residual(a):
+    if b == TRUE and not may_fail(a):
         return TRUE
     return Or(a, b)
 
@@ -188,6 +238,10 @@ def specialise(m: Matcher, action: Action) -> Matcher:
         return Const(action in m.actions)
     if isinstance(m, PortEq) and action is not Action.NetConnect:
         return Residual("port of a non-network resource")
+    if isinstance(m, TOOL_CALL_MATCHERS) and action is not Action.ToolCall:
+        return Residual(render(m))  # only a ToolCall context has `input` and `tool`
+    if isinstance(m, ToolName):
+        return m.test
     if isinstance(m, And):
         return conj(specialise(m.left, action), specialise(m.right, action))
     if isinstance(m, Or):
@@ -204,11 +258,17 @@ def render(m: Matcher) -> str:
     if isinstance(m, PathEq):
         return f"resource.path == {_quote(m.path)}"
     if isinstance(m, PathLike):
-        pattern = "*".join(seg.replace("\\", "\\\\").replace("*", "\\*").replace('"', '\\"')
-                           for seg in m.segments)
-        return f'resource.path like "{pattern}"'
+        return f"resource.path like {_like_pattern(m.segments)}"
     if isinstance(m, PortEq):
         return f"context.port == {m.port}"
+    if isinstance(m, InputHas):
+        return f"context.input has {m.key}"
+    if isinstance(m, InputEq):
+        return f"context.input.{m.key} == {_quote(m.value)}"
+    if isinstance(m, InputLike):
+        return f"context.input.{m.key} like {_like_pattern(m.segments)}"
+    if isinstance(m, ToolName):
+        return "context.tool" + render(m.test).removeprefix("resource.path")
     if isinstance(m, And):
         return f"({render(m.left)} && {render(m.right)})"
     if isinstance(m, Or):
@@ -218,6 +278,11 @@ def render(m: Matcher) -> str:
     if isinstance(m, ActionTest):
         return "action in [" + ", ".join(sorted(a.name for a in m.actions)) + "]"
     return f"<residual: {m.reason}>"
+
+
+def _like_pattern(segments: tuple[str, ...]) -> str:
+    return '"' + "*".join(seg.replace("\\", "\\\\").replace("*", "\\*").replace('"', '\\"')
+                          for seg in segments) + '"'
 
 
 def _quote(text: str) -> str:
@@ -233,6 +298,9 @@ def _is_type(t: pst.EntityType, name: str) -> bool:
 
 def _is_resource_path(e: pst.Expr) -> bool:
     return isinstance(e, pst.GetAttr) and e.attr == "path" and e.base == pst.Var("resource")
+
+
+_CONTEXT_INPUT = pst.GetAttr(pst.Var("context"), "input")
 
 
 def _is_port(e: pst.Expr) -> bool:
@@ -267,8 +335,34 @@ def _describe(e: pst.Expr) -> str:
 class _Translator:
     """One policy set's expressions -> matchers; the principal is known at compile time."""
 
-    def __init__(self, principal: str) -> None:
+    def __init__(self, principal: str, tool_input: bool = False) -> None:
         self.principal = principal
+        self.tool_input = tool_input  # compile `context.input` and `context.tool` (else residual)
+
+    def string_field(self, e: pst.Expr) -> tuple[str, str] | None:
+        """The string attribute ``e`` reads, when the fragment covers it: ``("resource", "path")``
+        for ``resource.path``; compiling tool calls, ``("input", KEY)`` for ``context.input.KEY``
+        and ``("tool", "")`` for ``context.tool``."""
+        if _is_resource_path(e):
+            return ("resource", "path")
+        if self.tool_input and isinstance(e, pst.GetAttr):
+            if e.base == _CONTEXT_INPUT:
+                return ("input", e.attr)
+            if e.base == pst.Var("context") and e.attr == "tool":
+                return ("tool", "")
+        return None
+
+    @staticmethod
+    def equals(field: tuple[str, str], value: str) -> Matcher:
+        if field[0] == "input":
+            return InputEq(field[1], value)
+        return PathEq(value) if field[0] == "resource" else ToolName(PathEq(value))
+
+    @staticmethod
+    def like(field: tuple[str, str], segments: tuple[str, ...]) -> Matcher:
+        if field[0] == "input":
+            return InputLike(field[1], segments)
+        return PathLike(segments) if field[0] == "resource" else ToolName(PathLike(segments))
 
     def principal_is(self, uid: pst.EntityUid) -> bool:
         return _is_type(uid.type, "Agent") and uid.id == self.principal
@@ -319,14 +413,15 @@ class _Translator:
             found = self.binary(e)
             if found is not None:
                 return found
-        if isinstance(e, pst.Like) and _is_resource_path(e.base):
+        field = self.string_field(e.base) if isinstance(e, pst.Like) else None
+        if isinstance(e, pst.Like) and field is not None:
             segments: list[str] = [""]
             for elem in e.pattern:
                 if isinstance(elem, pst.Wildcard):
                     segments.append("")
                 else:
                     segments[-1] += elem.value
-            return PathLike(tuple(segments))
+            return self.like(field, tuple(segments))
         if isinstance(e, pst.Is) and isinstance(e.base, pst.Var) and e.in_expr is None:
             if e.base.name in ("principal", "resource"):
                 return Const(_is_type(e.entity_type, "Agent" if e.base.name == "principal" else "Resource"))
@@ -336,18 +431,24 @@ class _Translator:
                 return TRUE
             if e.attrs[0] in ("host", "port"):
                 return ActionTest(frozenset({Action.NetConnect}))
+        if self.tool_input and isinstance(e, pst.HasAttr) and len(e.attrs) == 1:
+            if e.base == _CONTEXT_INPUT:
+                return InputHas(e.attrs[0])
+            if e.base == pst.Var("context") and e.attrs[0] in ("input", "tool"):  # build_request: ToolCall only
+                return ActionTest(frozenset({Action.ToolCall}))
         return Residual(_describe(e))
 
     def binary(self, e: pst.BinaryOp) -> Matcher | None:
         left, right = e.left, e.right
         if e.op in ("eq", "not_eq"):
-            if _is_resource_path(right):
+            if self.string_field(right) is not None:
                 left, right = right, left
             if _is_port(right):
                 left, right = right, left
             found: Matcher | None = None
-            if _is_resource_path(left) and isinstance(right, pst.StringLit):
-                found = PathEq(right.value)
+            field = self.string_field(left)
+            if field is not None and isinstance(right, pst.StringLit):
+                found = self.equals(field, right.value)
             elif _is_port(left) and isinstance(right, pst.LongLit):
                 found = PortEq(right.value) if 0 <= right.value <= 65535 else FALSE
             elif isinstance(right, pst.Var) and isinstance(left, pst.EntityLit):
@@ -361,9 +462,11 @@ class _Translator:
                 return self.var_is(left.name, (right.value,))
             if isinstance(right, pst.Set) and all(isinstance(x, pst.EntityLit) for x in right.elements):
                 return self.var_is(left.name, tuple(x.value for x in right.elements))
-        if e.op == "contains" and _is_resource_path(right) and isinstance(left, pst.Set) \
-                and all(isinstance(x, pst.StringLit) for x in left.elements):
-            return any_of([PathEq(x.value) for x in left.elements])
+        field = self.string_field(right) if e.op == "contains" else None
+        if field is not None and isinstance(left, pst.Set) and all(isinstance(x, pst.StringLit)
+                                                                   for x in left.elements):
+            # one field throughout: its tests all fail alike (a missing input key), so order is free
+            return any_of([self.equals(field, x.value) for x in left.elements])
         return None
 
     def var_is(self, var: str, uids: tuple[pst.EntityUid, ...]) -> Matcher | None:
@@ -480,9 +583,10 @@ class CompiledPolicy:
         return code, (self.policy_ids[index[0]] if index[0] >= 0 else None)
 
 
-def compile_rules(engine: PolicyEngine) -> dict[Action, list[Rule]]:
-    """The rule IR: per action, the policies that can apply, in policy order."""
-    translator = _Translator(engine.principal)
+def compile_rules(engine: PolicyEngine, tool_input: bool = False) -> dict[Action, list[Rule]]:
+    """The rule IR: per action, the policies that can apply, in policy order. With ``tool_input``,
+    conditions on the ToolCall input record compile to matchers (the table cannot decide those)."""
+    translator = _Translator(engine.principal, tool_input)
     matchers = [(info, translator.policy(engine.tree.static_policies[info.id])) for info in engine.policies]
     rules: dict[Action, list[Rule]] = {}
     for action in Action:

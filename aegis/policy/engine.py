@@ -9,7 +9,6 @@ Requests are built as data (entity ids are never formatted into policy text).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -21,10 +20,11 @@ import cedarpy
 from aegis.actions import Action
 from aegis.errors import AegisError
 from aegis.policy.canonical import canonical_path
+from aegis.policy.decision import Decision
+from aegis.policy.sources import read_policy_sources, tool_input_record
 
 _PATH_ACTIONS = frozenset({Action.FileRead, Action.FileWrite, Action.FileDelete, Action.DirCreate,
                            Action.DirList, Action.ProcessSpawn, Action.ProcessExit})
-_TOOL_INPUT_KEYS = ("file_path", "command", "url", "pattern", "path", "content")
 
 
 @lru_cache(maxsize=1)
@@ -46,19 +46,6 @@ class PolicyInfo:
     index: int
     line: int
     effect: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of one request. Any evaluation error makes it a deny."""
-
-    allowed: bool
-    policy_ids: tuple[str, ...] = ()
-    errors: tuple[str, ...] = ()
-
-    @property
-    def decision(self) -> str:
-        return "allow" if self.allowed else "deny"
 
 
 @dataclass(frozen=True)
@@ -184,13 +171,7 @@ class PolicyEngine:
 
     @classmethod
     def from_files(cls, files: list[Path], principal: str = "agent") -> PolicyEngine:
-        sources = {}
-        for f in files:
-            try:
-                sources[f.name if f.name not in sources else str(f)] = f.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise AegisError(f"{f}: cannot read policy file: {exc}") from None
-        return cls.from_sources(sources, principal)
+        return cls.from_sources(read_policy_sources(files), principal)
 
     def policy(self, policy_id: str) -> PolicyInfo | None:
         return next((p for p in self.policies if p.id == policy_id), None)
@@ -209,10 +190,7 @@ class PolicyEngine:
             attrs = {"host": host, "port": port}
             base.update(attrs)
         elif action is Action.ToolCall:
-            raw = context.get("input") or {}
-            tool_input = {k: str(raw[k]) for k in _TOOL_INPUT_KEYS if k in raw and raw[k] is not None}
-            tool_input["arguments"] = json.dumps(raw, sort_keys=True, default=str)
-            base.update({"tool": resource, "input": tool_input})
+            base.update({"tool": resource, "input": tool_input_record(context.get("input") or {})})
         attrs["path"] = resource
         uid = {"type": "Aegis::Resource", "id": resource}
         request = {

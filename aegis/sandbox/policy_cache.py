@@ -14,7 +14,6 @@ malformed is recompiled, never trusted.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -22,12 +21,13 @@ from pathlib import Path
 
 from aegis.config import Config
 from aegis.errors import AegisError
+from aegis.policy.sources import content_key, read_policy_files
 
 CACHE_FILE = "compiled-policy.json"
 CACHE_FORMAT = 2
 _POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"
 # Everything whose change changes the compiled result.
-_COMPILER_INPUTS = ("compiler.py", "landlock.py", "engine.py", "schema.cedarschema")
+_COMPILER_INPUTS = ("compiler.py", "landlock.py", "engine.py", "sources.py", "schema.cedarschema")
 # How NetConnect is permitted by the policies (see aegis.sandbox.linux.network_mode).
 NET_PERMIT_ALL = "all"
 NET_PERMIT_SOME = "some"
@@ -53,30 +53,9 @@ class SessionPolicy:
     from_cache: bool = False
 
 
-def read_policy_files(files: list[Path]) -> tuple[dict[str, str], dict[str, str]]:
-    """``({path: text}, {source name: text})``, sources named as ``PolicyEngine.from_files`` names them."""
-    texts: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    for f in files:
-        try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AegisError(f"{f}: cannot read policy file: {exc}") from None
-        texts[str(f)] = text
-        sources[f.name if f.name not in sources else str(f)] = text
-    return texts, sources
-
-
 def cache_key(sources: dict[str, str], principal: str, abi: int) -> str:
-    digest = hashlib.sha256(f"aegis-compiled-policy {CACHE_FORMAT} {abi}\0{principal}\0".encode())
-    for name in _COMPILER_INPUTS:
-        digest.update((_POLICY_DIR / name).read_bytes())
-        digest.update(b"\0")
-    for name, text in sources.items():
-        for part in (name, text):
-            raw = part.encode("utf-8", "surrogateescape")
-            digest.update(len(raw).to_bytes(8, "big") + raw)
-    return digest.hexdigest()
+    return content_key(f"aegis-compiled-policy {CACHE_FORMAT} {abi}\0{principal}\0",
+                       (_POLICY_DIR / name for name in _COMPILER_INPUTS), sources)
 
 
 def compile_session_policy(files: dict[str, str], sources: dict[str, str], principal: str,
