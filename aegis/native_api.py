@@ -10,8 +10,9 @@ are only safe in the order ``aegis.sandbox.linux`` uses them.
 >>> sha256(b"abc").hex()[:16]
 'ba7816bf8f01cfea'
 >>> chain, _ = chain_hashes(GENESIS, [b"first", b"second"])
->>> len(chain), check_chain(GENESIS, [chain[:32].hex().encode() + b"x"])[0]
-(64, 0)
+>>> stored = [chain[:32] + b"first", chain[32:] + b"secnod"]  # as the ledger stores them; one altered
+>>> len(chain), check_chain(GENESIS, stored)[0]
+(64, 1)
 >>> canonicalize("/home/u", "../../etc/./passwd")
 '/etc/passwd'
 >>> ring = Ring(4)
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from aegis.actions import Action, Decision
 from aegis.ledger.chain import GENESIS, HASH_LEN, sha256
 from aegis.ledger.chain import chain_records as chain_hashes
-from aegis.ledger.chain import check_stored as check_chain
+from aegis.ledger.chain import check_entries as check_chain
 from aegis.ledger.chain import hash_accelerated as sha256_accelerated
 from aegis.native import errno_name, ffi, lib
 

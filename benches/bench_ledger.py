@@ -1,9 +1,10 @@
 """Ledger throughput: batched ingest against a naive baseline, verify and export of
 a million entries.
 
-1. Ingest: events/s appended in batches of 10,000 (canonical encoding, C chaining
-   of the batch, one executemany, commit), against the obvious implementation in
-   the same run: hashlib per entry and one INSERT per row, commit per batch.
+1. Ingest: events/s appended in batches of 10,000 (canonical encoding, C chaining,
+   one INSERT statement per chunk of 1,000 run by SQLite on a worker thread while
+   the next chunk is encoded, commit), against the obvious implementation in the
+   same run: hashlib per entry and one INSERT per row, commit per batch.
    Target: >= 250,000 events/s.
 2. ``Ledger.verify`` of 1,000,000 entries. Target: <= 2 s. And the quick check
    ``aegis status`` runs (``verify(since_checkpoint=True)``): the newest checkpoint

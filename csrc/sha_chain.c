@@ -223,40 +223,70 @@ int aegis_sha_chain(const unsigned char *prev, const unsigned char *records, siz
     return 0;
 }
 
-static void to_hex(const unsigned char *hash, char *out)
+/* Ten zero-padded decimal digits of value; every value written fits, lines_len
+ * being checked below 10^10 - 1. */
+static void to_decimal10(size_t value, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = digits[hash[i] >> 4];
-        out[2 * i + 1] = digits[hash[i] & 15];
-    }
+    for (int i = 9; i >= 0; i--, value /= 10)
+        out[i] = (char)('0' + value % 10);
 }
 
+int aegis_sha_chain_lines(const unsigned char *prev, const unsigned char *lines, size_t lines_len, size_t n,
+                          unsigned char *chain_out, char *spans_out)
+{
+    /* Count the lines first so a bad call writes nothing. n records need n-1 newlines;
+     * zero records need an empty buffer. */
+    if (lines_len >= 9999999999ULL || (n == 0 && lines_len != 0))
+        return -1;
+    size_t newlines = 0;
+    for (size_t at = 0; at < lines_len; at++) {
+        const unsigned char *p = memchr(lines + at, '\n', lines_len - at);
+        if (p == NULL)
+            break;
+        newlines++;
+        at = (size_t)(p - lines);
+    }
+    if (n > 0 && newlines != n - 1)
+        return -1;
+
+    compress_fn compress = pick_compress();
+    static const unsigned char leaf_prefix[1] = {0x00};
+    unsigned char link[64];
+    memcpy(link, prev, 32);
+    size_t at = 0; /* where record i starts */
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *stop = at < lines_len ? memchr(lines + at, '\n', lines_len - at) : NULL;
+        size_t len = stop ? (size_t)(stop - (lines + at)) : lines_len - at;
+        sha256_pair(compress, leaf_prefix, 1, lines + at, len, link + 32);
+        sha256_pair(compress, link, 64, NULL, 0, link); /* safe in place: the head is copied first */
+        memcpy(chain_out + 32 * i, link, 32);
+        to_decimal10(at + 1, spans_out + 20 * i);
+        to_decimal10(len, spans_out + 20 * i + 10);
+        at += len + 1;
+    }
+    return 0;
+}
+
+/* Each entry is its hash's 32 bytes, then its record; the hash must be the chain
+ * hash of the record after the entry before (prev for the first). */
 long aegis_sha_chain_check(const unsigned char *prev, const unsigned char *stored, size_t stored_len,
                            const uint32_t *lens, size_t n, unsigned char *last_out)
 {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         total += lens[i];
-        if (lens[i] < 128 || total > stored_len)
+        if (lens[i] < 32 || total > stored_len)
             return -2;
     }
     compress_fn compress = pick_compress();
     static const unsigned char leaf_prefix[1] = {0x00};
     unsigned char link[64], chained[32];
-    char hex[64];
     memcpy(link, prev, 32);
     size_t i;
     for (i = 0; i < n; i++) {
-        /* The stored previous hash must be the chain hash so far... */
-        to_hex(link, hex);
-        if (memcmp(stored, hex, 64) != 0)
-            break;
-        /* ...and the stored hash the chain hash over this record. */
-        sha256_pair(compress, leaf_prefix, 1, stored + 128, lens[i] - 128, link + 32);
+        sha256_pair(compress, leaf_prefix, 1, stored + 32, lens[i] - 32, link + 32);
         sha256_pair(compress, link, 64, NULL, 0, chained);
-        to_hex(chained, hex);
-        if (memcmp(stored + 64, hex, 64) != 0)
+        if (memcmp(stored, chained, 32) != 0)
             break;
         memcpy(link, chained, 32);
         stored += lens[i];

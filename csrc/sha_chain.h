@@ -24,14 +24,27 @@ void aegis_sha256(const unsigned char *data, size_t len, unsigned char *out);
 int aegis_sha_chain(const unsigned char *prev, const unsigned char *records, size_t records_len,
                     const uint32_t *lens, size_t n, unsigned char *chain_out, unsigned char *leaf_out);
 
+/* Chain the n records of `lines`, laid out as n lines separated by single '\n'
+ * bytes (no newline after the last). Canonical records never hold a raw newline
+ * (JSON escapes control characters and UTF-8 never uses the byte 0x0a inside a
+ * character), so a batch crosses into C as one buffer with no length array.
+ * prev: the chain hash before the first record (32 bytes).
+ * chain_out: n*32 bytes, the chain hash of each record.
+ * spans_out: n*20 decimal digits: for each record, where it starts in `lines`
+ * (counting from 1, as SQL's substr does) and its length in bytes, each
+ * zero-padded to ten digits (SQLite reads them back with substr and CAST while
+ * inserting the batch).
+ * Returns 0, or -1 (writing nothing) if `lines` does not hold exactly n lines. */
+int aegis_sha_chain_lines(const unsigned char *prev, const unsigned char *lines, size_t lines_len, size_t n,
+                          unsigned char *chain_out, char *spans_out);
+
 /* Verify n stored entries in one call. Entry i is lens[i] bytes laid end to end in
- * `stored`: its previous hash and its hash as 64 lowercase hex digits each, then its
- * canonical record. prev: the chain hash before the first entry (32 bytes).
- * Returns -1 when every entry links to its predecessor and its hash is the chain
- * hash of its record, else the index of the first entry that does not (-2, writing
- * nothing, if the lengths run past stored_len or an entry is shorter than its two
- * hashes). last_out (32 bytes): the chain hash of the last entry checked and found
- * good, or prev. */
+ * `stored`: its hash's 32 bytes, then its canonical record, as the ledger stores it.
+ * prev: the chain hash before the first entry (32 bytes).
+ * Returns -1 when every entry's hash is the chain hash of its record after the entry
+ * before, else the index of the first entry whose is not (-2, writing nothing, if the
+ * lengths run past stored_len or an entry is shorter than 32 bytes). last_out (32
+ * bytes): the chain hash of the last entry checked and found good, or prev. */
 long aegis_sha_chain_check(const unsigned char *prev, const unsigned char *stored, size_t stored_len,
                            const uint32_t *lens, size_t n, unsigned char *last_out);
 

@@ -258,8 +258,7 @@ def test_native_chain_table_and_canonicalize() -> None:
 
     chain, leaves = chain_hashes(GENESIS, [b"a", b"b"], with_leaves=True)
     assert leaves[:32] == sha256(b"\x00a")
-    stored = [GENESIS.hex().encode() + chain[:32].hex().encode() + b"a",
-              chain[:32].hex().encode() + chain[32:].hex().encode() + b"b"]
+    stored = [chain[:32] + b"a", chain[32:] + b"b"]
     assert check_chain(GENESIS, stored) == (None, chain[32:])
     assert check_chain(GENESIS, [stored[0], stored[1][:-1] + b"X"])[0] == 1
     assert canonicalize("/a/b", "../c//./d") == "/a/c/d"

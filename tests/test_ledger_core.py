@@ -22,6 +22,7 @@ from aegis.errors import AegisError
 from aegis.ledger import Event, Ledger, open_ledger
 from aegis.ledger.canonical import decode_record, encode_record, record_fields
 from aegis.ledger.history import diff_versions
+from aegis.ledger.storage import BOOKKEEPING, KIND, field_sql
 from aegis.provision import create_config
 
 
@@ -215,7 +216,7 @@ def test_file_is_wal_versioned_and_owner_only(tmp_path: Path) -> None:
         ledger.append(file_events(1))
         with sqlite3.connect(tmp_path / "ledger.db") as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (3,)
             assert conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == ("aegis-ledger",)
         for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "checkpoints.log"):
             if (tmp_path / name).exists():
@@ -239,13 +240,93 @@ def test_damaged_pages_are_found_never_a_traceback(tmp_path: Path) -> None:
         assert not result.ok
 
 
-def test_version_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
-    """Version 1 kept the filter fields as generated columns; opening such a file drops
-    them (no stored data changes) and the chain still verifies against its checkpoint."""
+def write_as_version_2(path: Path) -> None:
+    """Rewrite a ledger file as version 2 wrote it: hashes as hex text, and each
+    entry's previous hash stored with it."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT seq, record, hash FROM entries ORDER BY seq").fetchall()
+        for statement in ("DROP VIEW sessions", "DROP VIEW policy_snapshots", "ALTER TABLE entries RENAME TO old"):
+            conn.execute(statement)
+        conn.execute("CREATE TABLE entries (seq INTEGER PRIMARY KEY, record TEXT NOT NULL, prev_hash TEXT NOT NULL, "
+                     "hash TEXT NOT NULL)")
+        conn.execute("DROP TABLE old")
+        prevs = [bytes(32)] + [digest for _, _, digest in rows[:-1]]
+        conn.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", [
+            (seq, record, prev.hex(), digest.hex()) for (seq, record, digest), prev in zip(rows, prevs, strict=True)])
+        conn.execute(f"CREATE INDEX entries_session ON entries ({field_sql('session_id')})")
+        conn.execute(f"CREATE INDEX entries_bookkeeping ON entries ({KIND}, {field_sql('action')}) "
+                     f"WHERE {BOOKKEEPING}")
+        conn.execute(f"CREATE VIEW sessions AS SELECT * FROM entries WHERE {KIND} = 'session'")
+        conn.execute(f"CREATE VIEW policy_snapshots AS SELECT * FROM entries WHERE {KIND} = 'policy'")
+        conn.execute("PRAGMA user_version = 2")
+
+
+@pytest.fixture
+def session_ledger(tmp_path: Path) -> tuple[Path, str, list[str]]:
+    """(directory, session id, every entry's hash) of a ledger with a finished session."""
     with open_test_ledger(tmp_path) as ledger:
         sid = ledger.begin_session(command=["x"], cwd="/", policy_hash="h", observer="none", config="c")
         ledger.append(file_events(5, session_id=sid))
         ledger.end_session(sid, exit_code=0, signal=None)
+        hashes = [e.hash for e in ledger.query()]
+    return tmp_path, sid, hashes
+
+
+def assert_upgraded(directory: Path, sid: str, hashes: list[str]) -> None:
+    with open_test_ledger(directory) as ledger:
+        result = ledger.verify()
+        assert result.ok and result.entries_checked == 7 and result.checkpoints_checked == 1
+        assert [s.state for s in ledger.sessions()] == ["finished"]
+        assert len(list(ledger.query(session=sid, action="FileRead"))) == 3
+        entries = list(ledger.query())
+        assert [e.hash for e in entries] == hashes
+        assert [e.prev_hash for e in entries] == ["00" * 32, *hashes[:-1]]
+    with sqlite3.connect(directory / "ledger.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+        assert [row[1:3] for row in conn.execute("PRAGMA table_xinfo(entries)")] == [
+            ("seq", "INTEGER"), ("record", "TEXT"), ("hash", "BLOB")]
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'entries%'").fetchone() == (3,)
+
+
+def test_version_2_ledger_is_upgraded_in_place(session_ledger: tuple[Path, str, list[str]]) -> None:
+    """Version 2 stored hashes as hex and every previous hash twice; opening such a file
+    rewrites the hashes as bytes, and the chain still verifies against its checkpoint."""
+    directory, sid, hashes = session_ledger
+    write_as_version_2(directory / "ledger.db")
+    assert_upgraded(directory, sid, hashes)
+
+
+def test_version_2_ledger_with_a_broken_stored_link_is_left_alone(tmp_path: Path) -> None:
+    """Only version 2's stored previous hashes show this edit, so the file is not upgraded."""
+    with open_test_ledger(tmp_path) as ledger:
+        ledger.append(file_events(6))
+    write_as_version_2(tmp_path / "ledger.db")
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        conn.execute("UPDATE entries SET prev_hash = ? WHERE seq = 4", ("ab" * 32,))
+    with pytest.raises(AegisError, match="entry 4 does not link to entry 3"):
+        open_test_ledger(tmp_path)
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("SELECT prev_hash FROM entries WHERE seq = 4").fetchone() == ("ab" * 32,)
+
+
+@pytest.mark.parametrize("stored", ["ab", "AB" * 32, "zz" * 32])
+def test_version_2_hash_that_is_not_lowercase_hex_is_still_reported(tmp_path: Path, stored: str) -> None:
+    with open_test_ledger(tmp_path) as ledger:
+        ledger.append(file_events(6))
+    write_as_version_2(tmp_path / "ledger.db")
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        conn.execute("UPDATE entries SET hash = ? WHERE seq = 6", (stored,))
+    with open_test_ledger(tmp_path) as ledger:
+        result = ledger.verify()
+    assert (result.first_bad_seq, result.reason) == (6, "hash mismatch")
+
+
+def test_version_1_ledger_is_upgraded_in_place(session_ledger: tuple[Path, str, list[str]]) -> None:
+    """Version 1 kept the filter fields as generated columns; opening such a file drops
+    them (no stored data changes) and the chain still verifies against its checkpoint."""
+    tmp_path, sid, hashes = session_ledger
+    write_as_version_2(tmp_path / "ledger.db")
     generated = {"ts_ns": ("INTEGER", 0), "kind": ("TEXT", 1), "session_id": ("TEXT", 2),
                  "action": ("TEXT", 4), "resource": ("TEXT", 5), "decision": ("TEXT", 10)}
     with sqlite3.connect(tmp_path / "ledger.db") as conn:
@@ -260,15 +341,7 @@ def test_version_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
         conn.execute("CREATE VIEW sessions AS SELECT * FROM entries WHERE kind = 'session'")
         conn.execute("CREATE VIEW policy_snapshots AS SELECT * FROM entries WHERE kind = 'policy'")
         conn.execute("PRAGMA user_version = 1")
-    with open_test_ledger(tmp_path) as ledger:
-        result = ledger.verify()
-        assert result.ok and result.entries_checked == 7 and result.checkpoints_checked == 1
-        assert [s.state for s in ledger.sessions()] == ["finished"]
-        assert len(list(ledger.query(session=sid, action="FileRead"))) == 3
-    with sqlite3.connect(tmp_path / "ledger.db") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
-        assert [row[1] for row in conn.execute("PRAGMA table_xinfo(entries)")] == ["seq", "record", "prev_hash",
-                                                                                   "hash"]
+    assert_upgraded(tmp_path, sid, hashes)
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -8,7 +8,14 @@ import os
 
 import pytest
 
-from aegis.ledger.chain import GENESIS, chain_records, check_stored, hash_accelerated, sha256
+from aegis.ledger.chain import (
+    GENESIS,
+    chain_lines,
+    chain_records,
+    check_entries,
+    hash_accelerated,
+    sha256,
+)
 from aegis.native import ffi, lib
 
 # FIPS 180-2 appendix B / NIST CSRC example values.
@@ -89,36 +96,92 @@ def test_previous_hash_must_be_32_bytes() -> None:
         chain_records(b"short", [b"x"])
 
 
-def stored_rows(records: list[bytes], prev: bytes = GENESIS) -> list[bytes]:
+def stored_entries(records: list[bytes], prev: bytes = GENESIS) -> list[bytes]:
+    """Entries as the ledger stores them now: the hash's 32 bytes, then the record."""
     chain, _ = chain_records(prev, records)
-    links = prev + chain
-    hexed = links.hex().encode()
-    return [hexed[i * 64:(i + 2) * 64] + record for i, record in enumerate(records)]
+    return [chain[i * 32:(i + 1) * 32] + record for i, record in enumerate(records)]
 
 
-def test_check_stored_accepts_a_good_batch_and_carries_the_chain(implementation: str) -> None:
+def test_check_accepts_a_good_batch_and_carries_the_chain(implementation: str) -> None:
     records = [os.urandom(i % 300) for i in range(500)]
-    rows = stored_rows(records)
-    bad, last = check_stored(GENESIS, rows[:200])
+    rows = stored_entries(records)
+    bad, last = check_entries(GENESIS, rows[:200])
     assert bad is None and last == chain_records(GENESIS, records[:200])[0][-32:]
-    assert check_stored(last, rows[200:]) == (None, chain_records(GENESIS, records)[0][-32:])
-    assert check_stored(GENESIS, []) == (None, GENESIS)
+    assert check_entries(last, rows[200:]) == (None, chain_records(GENESIS, records)[0][-32:])
+    assert check_entries(GENESIS, []) == (None, GENESIS)
 
 
-@pytest.mark.parametrize(("offset", "what"), [(3, "previous hash"), (70, "hash"), (130, "record")])
-def test_check_stored_finds_the_first_bad_entry(offset: int, what: str) -> None:
-    rows = stored_rows([b"record %d" % i + bytes(20) for i in range(50)])
+@pytest.mark.parametrize(("offset", "what"), [(0, "hash"), (31, "hash"), (32, "record"), (50, "record")])
+def test_check_entries_finds_the_first_bad_entry(offset: int, what: str) -> None:
+    rows = stored_entries([b"record %d" % i + bytes(20) for i in range(50)])
     damaged = bytearray(rows[17])
     damaged[offset] ^= 1
     rows[17] = bytes(damaged)
-    bad, last = check_stored(GENESIS, rows)
+    bad, last = check_entries(GENESIS, rows)
     assert bad == 17, what
-    assert last == bytes.fromhex(rows[16][64:128].decode())  # the chain up to the last good entry
+    assert last == rows[16][:32]  # the chain up to the last good entry
 
 
-def test_check_stored_refuses_entries_too_short_for_their_hashes() -> None:
-    lens = ffi.new("uint32_t[]", [127])
-    last = ffi.new("unsigned char[32]")
-    assert lib.aegis_sha_chain_check(GENESIS, b"x" * 127, 127, lens, 1, last) == -2
+def test_check_refuses_entries_too_short_for_their_hash() -> None:
+    check, head = lib.aegis_sha_chain_check, 32
+    lens = ffi.new("uint32_t[]", [head - 1])
+    last = ffi.new("unsigned char[32]", b"\xaa" * 32)
+    assert check(GENESIS, b"x" * (head - 1), head - 1, lens, 1, last) == -2
     lens = ffi.new("uint32_t[]", [200])
-    assert lib.aegis_sha_chain_check(GENESIS, b"x" * 150, 150, lens, 1, last) == -2
+    assert check(GENESIS, b"x" * 150, 150, lens, 1, last) == -2
+    assert bytes(last) == b"\xaa" * 32  # nothing written
+
+
+def test_a_short_entry_is_reported_after_the_good_ones_before_it() -> None:
+    rows = stored_entries([b"a", b"b", b"c"])
+    assert check_entries(GENESIS, [rows[0], rows[1][:20], rows[2]]) == (1, rows[0][:32])
+
+
+def line_records(count: int) -> list[bytes]:
+    """Random records without a newline byte, of lengths around the block boundaries."""
+    return [os.urandom(i % 300).replace(b"\n", b"?") for i in range(count)]
+
+
+def spans_of(records: list[bytes]) -> bytes:
+    """Where each record starts in the newline-joined batch (from 1) and its length."""
+    spans, start = [], 1
+    for record in records:
+        spans.append(b"%010d%010d" % (start, len(record)))
+        start += len(record) + 1
+    return b"".join(spans)
+
+
+def test_chain_lines_matches_the_reference_and_writes_the_spans(implementation: str) -> None:
+    records = line_records(400) + [b"", b"x" * 1000]
+    prev = os.urandom(32)
+    lines = b"\n".join(records)
+    chain, spans = chain_lines(prev, lines, len(records))
+    assert chain == reference_chain(prev, records)
+    assert spans == spans_of(records)
+    for i, record in enumerate(records):  # as SQL's substr reads them
+        start, length = int(spans[20 * i:20 * i + 10]), int(spans[20 * i + 10:20 * i + 20])
+        assert lines[start - 1:start - 1 + length] == record
+
+
+def test_chain_lines_of_no_records_and_of_one_empty_record() -> None:
+    assert chain_lines(GENESIS, b"", 0) == (b"", b"")
+    assert chain_lines(GENESIS, b"", 1) == (reference_chain(GENESIS, [b""]), b"0000000001" + b"0" * 10)
+    assert chain_lines(GENESIS, b"\n", 2)[0] == reference_chain(GENESIS, [b"", b""])
+
+
+@pytest.mark.parametrize(("lines", "n"), [(b"a\nb", 1), (b"a\nb", 3), (b"ab", 0), (b"", 2), (b"a\n", 1)])
+def test_chain_lines_refuses_a_count_that_does_not_match_without_writing(lines: bytes, n: int) -> None:
+    chain = ffi.new("unsigned char[]", 32 * max(n, 1))
+    spans = ffi.new("char[]", 20 * max(n, 1))
+    ffi.memmove(chain, b"\xaa" * len(chain), len(chain))
+    assert lib.aegis_sha_chain_lines(GENESIS, lines, len(lines), n, chain, spans) == -1
+    assert bytes(chain) == b"\xaa" * len(chain) and ffi.buffer(spans)[:] == bytes(len(spans))
+    with pytest.raises(ValueError, match="newline-separated"):
+        chain_lines(GENESIS, lines, n)
+
+
+def test_chain_lines_in_chunks_equals_chain_records() -> None:
+    records = line_records(1000)
+    first, _ = chain_lines(GENESIS, b"\n".join(records[:377]), 377)
+    rest, _ = chain_lines(first[-32:], b"\n".join(records[377:]), 623)
+    assert first + rest == chain_records(GENESIS, records)[0]

@@ -67,24 +67,38 @@ def test_filters_read_the_hashed_record_not_an_editable_copy(ledger_dir: Path) -
 
 
 def test_editing_the_stored_hash(ledger_dir: Path) -> None:
-    sql(ledger_dir, "UPDATE entries SET hash = ? WHERE seq = 5", params=("ab" * 32,))
+    sql(ledger_dir, "UPDATE entries SET hash = ? WHERE seq = 5", params=(b"\xab" * 32,))
     assert verify(ledger_dir) == (5, "hash mismatch")
 
 
-def test_editing_the_previous_hash(ledger_dir: Path) -> None:
-    sql(ledger_dir, "UPDATE entries SET prev_hash = ? WHERE seq = 5", params=("ab" * 32,))
+def test_copying_an_intact_entry_over_another(ledger_dir: Path) -> None:
+    """Entry 8, record and hash, put in entry 5's place: each is consistent on its own,
+    but 5 no longer follows 4."""
+    sql(ledger_dir, "UPDATE entries SET (record, hash) = (SELECT record, hash FROM entries WHERE seq = 8) "
+                    "WHERE seq = 5")
     assert verify(ledger_dir) == (5, "broken link")
 
 
-@pytest.mark.parametrize(("column", "reason"), [("prev_hash", "broken link"), ("hash", "hash mismatch")])
-def test_truncated_hash_values(ledger_dir: Path, column: str, reason: str) -> None:
-    sql(ledger_dir, f"UPDATE entries SET {column} = 'ab' WHERE seq = 5")
-    assert verify(ledger_dir) == (5, reason)
+def test_an_intact_first_entry_inserted_in_the_middle(ledger_dir: Path) -> None:
+    sql(ledger_dir, "DELETE FROM entries WHERE seq = 5",
+        "INSERT INTO entries SELECT 5, record, hash FROM entries WHERE seq = 1")
+    assert verify(ledger_dir) == (5, "broken link")
+
+
+@pytest.mark.parametrize("value", ["X'ab'", "'ab'", "lower(hex(hash))", "hash || X'00'"])
+def test_hash_values_of_the_wrong_length_or_type(ledger_dir: Path, value: str) -> None:
+    sql(ledger_dir, f"UPDATE entries SET hash = {value} WHERE seq = 5")
+    assert verify(ledger_dir) == (5, "hash mismatch")
+
+
+def test_a_missing_hash_is_refused_by_the_table(ledger_dir: Path) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        sql(ledger_dir, "UPDATE entries SET hash = NULL WHERE seq = 5")
 
 
 @pytest.mark.parametrize("seq", [0, -3])
 def test_an_entry_before_the_first(ledger_dir: Path, seq: int) -> None:
-    sql(ledger_dir, f"INSERT INTO entries SELECT {seq}, record, prev_hash, hash FROM entries WHERE seq = 1")
+    sql(ledger_dir, f"INSERT INTO entries SELECT {seq}, record, hash FROM entries WHERE seq = 1")
     assert verify(ledger_dir) == (seq, "gap")
 
 
@@ -156,8 +170,7 @@ def rebuild(directory: Path, change_seq: int) -> None:
                 record = record.replace("/work/project", "/elsewhere")
             leaf = hashlib.sha256(b"\x00" + record.encode()).digest()
             chain = hashlib.sha256(prev + leaf).digest()
-            conn.execute("INSERT INTO entries (seq, record, prev_hash, hash) VALUES (?, ?, ?, ?)",
-                         (seq, record, prev.hex(), chain.hex()))
+            conn.execute("INSERT INTO entries (seq, record, hash) VALUES (?, ?, ?)", (seq, record, chain))
             prev = chain
 
 
@@ -206,7 +219,7 @@ def test_verifies_with_the_public_key_alone(ledger_dir: Path, tmp_path_factory) 
 
 
 def test_redefined_entries_table_is_reported(ledger_dir: Path) -> None:
-    sql(ledger_dir, "CREATE TABLE plain AS SELECT seq, record, prev_hash, hash, "
+    sql(ledger_dir, "CREATE TABLE plain AS SELECT seq, record, hash, "
                     "json_extract(record, '$[4]') AS action FROM entries",
         "DROP VIEW sessions", "DROP VIEW policy_snapshots", "DROP TABLE entries",
         "ALTER TABLE plain RENAME TO entries", "UPDATE entries SET action = 'FileWrite' WHERE seq = 5")

@@ -78,21 +78,21 @@ def encode_record(fields: list[Any]) -> tuple[str, bytes]:
         return text, text.encode()
 
 
-def encode_records(events: Iterable[Any], kind: str, principal: str, now: int) -> tuple[list[str], list[bytes]]:
-    """``encode_record`` of each event (an ``Event``) as an entry of ``kind``: (texts,
-    their UTF-8 bytes). An event without a principal gets ``principal``, one without
-    a time gets ``now``.
+def encode_lines(events: Iterable[Any], kind: str, principal: str, now: int) -> bytes:
+    """The records of ``events`` (``Event``s) as entries of ``kind``, UTF-8, one per
+    line: ``encode_record`` of each, joined by newlines. An event without a principal
+    gets ``principal``, one without a time gets ``now``.
 
-    The whole batch goes through canonical_json in one comprehension; only a batch
-    holding something it cannot take as is (a value that is not JSON, text that is
-    not valid Unicode) is redone event by event, to clean or name the culprit.
+    A record never holds a raw newline (JSON escapes control characters), so the
+    batch crosses into C and SQLite as this one buffer. The whole batch goes through
+    canonical_json in one comprehension; only a batch holding something it cannot
+    take as is (a value that is not JSON, text that is not valid Unicode) is redone
+    event by event, to clean or name the culprit.
     """
     try:
-        texts = [canonical_json(record_fields(e, kind, principal, now)) for e in events]
-        return texts, [text.encode() for text in texts]
+        return "\n".join([canonical_json(record_fields(e, kind, principal, now)) for e in events]).encode()
     except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
-        pairs = [encode_record(record_fields(e, kind, principal, now)) for e in events]
-        return [text for text, _ in pairs], [data for _, data in pairs]
+        return b"\n".join([encode_record(record_fields(e, kind, principal, now))[1] for e in events])
 
 
 def record_fields(event: Any, kind: str, principal: str, now: int) -> list[Any]:

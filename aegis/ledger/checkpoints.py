@@ -15,6 +15,7 @@ from pathlib import Path
 from aegis.errors import AegisError
 from aegis.ledger.chain import GENESIS
 from aegis.ledger.signing import CheckpointBody, NoteSigner, split_notes
+from aegis.ledger.storage import HASH
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ def write_checkpoint(conn: sqlite3.Connection, signer: NoteSigner, origin: str,
     """Sign (origin, size, tip hash) of the ledger now; store it in both places."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        row = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-        size, root = (row[0], bytes.fromhex(row[1])) if row else (0, GENESIS)
+        row = conn.execute(f"SELECT seq, {HASH} FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        size, root = (row[0], row[1]) if row else (0, GENESIS)
         note = signer.sign(CheckpointBody(origin, size, root).text())
         conn.execute("INSERT INTO checkpoints (size, root, note, created_ns) VALUES (?, ?, ?, ?)",
                      (size, root.hex(), note, time.time_ns()))

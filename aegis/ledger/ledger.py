@@ -21,9 +21,10 @@ from pathlib import Path
 
 from aegis.errors import AegisError
 from aegis.ledger import storage
-from aegis.ledger.canonical import FIELD_INDEX, encode_records, policy_hash
-from aegis.ledger.chain import GENESIS, HASH_LEN, chain_records
+from aegis.ledger.canonical import FIELD_INDEX, policy_hash
+from aegis.ledger.chain import GENESIS, HASH_LEN
 from aegis.ledger.checkpoints import write_checkpoint
+from aegis.ledger.ingest import insert_events
 from aegis.ledger.model import (
     KIND_EVENT,
     KIND_POLICY,
@@ -38,14 +39,13 @@ from aegis.ledger.model import (
     Session,
     VerifyResult,
 )
-from aegis.ledger.query import SELECT_ENTRIES, EntryFilter, entry_from_row, iter_entries
+from aegis.ledger.query import SELECT_ENTRIES, EntryFilter, EntryReader, iter_entries
 from aegis.ledger.sessions import fold_sessions, owner_of, process_alive, process_token
 from aegis.ledger.signing import PRIVATE_KEY_FILE, VERIFIER_KEY_FILE, NoteSigner, NoteVerifier
-from aegis.ledger.storage import BOOKKEEPING, KIND, field_sql
+from aegis.ledger.storage import BOOKKEEPING, HASH, KIND, field_sql
 from aegis.ledger.verify import read_checkpoints, verify_ledger
 
 DECISIONS = ("allow", "deny", "info")
-_INSERT = "INSERT INTO entries (seq, record, prev_hash, hash) VALUES (?, ?, ?, ?)"
 # Run at every open, so it must not scan the entries: the kind terms steer both
 # halves to the partial index.
 _ACTION, _SESSION = field_sql("action"), field_sql("session_id")
@@ -129,36 +129,31 @@ class Ledger:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def _prepare(self, events: Sequence[Event], kind: str) -> tuple[list[str], list[bytes]]:
-        """The canonical records of ``events`` (text to store, bytes to hash)."""
+    @staticmethod
+    def _check_decisions(events: Sequence[Event]) -> None:
         bad = {e.decision for e in events}.difference(DECISIONS)
         if bad:
             event = next(e for e in events if e.decision in bad)
             raise AegisError(f"ledger event {event.action!r}: decision must be one of "
                              f"{', '.join(DECISIONS)}, got {event.decision!r}")
-        return encode_records(events, kind, self.principal, time.time_ns())
 
-    def _insert_locked(self, prepared: tuple[list[str], list[bytes]]) -> list[int]:
-        """Chain and insert prepared records; the caller holds the write transaction,
+    def _insert_locked(self, events: Sequence[Event], kind: str) -> list[int]:
+        """Encode, chain and insert ``events``; the caller holds the write transaction,
         so the tip read here is still the tip when the batch commits."""
-        tip = self._conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-        first, prev = (tip[0] + 1, bytes.fromhex(tip[1])) if tip else (1, GENESIS)
-        texts, records = prepared
-        chain, _ = chain_records(prev, records)
-        links = (prev + chain).hex()
-        step = 2 * HASH_LEN
-        hashes = [links[i:i + step] for i in range(0, len(links), step)]
-        seqs = range(first, first + len(texts))
-        # One pass of zip builds the rows; hashes[i] is entry i's previous hash.
-        self._conn.executemany(_INSERT, zip(seqs, texts, hashes, hashes[1:], strict=False))
-        return list(seqs)
+        self._check_decisions(events)
+        tip = self._conn.execute(f"SELECT seq, {HASH} FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        first, prev = (tip[0] + 1, tip[1]) if tip else (1, GENESIS)
+        if len(prev) != HASH_LEN:
+            raise AegisError(f"{self.path}: the hash of entry {first - 1} is damaged, cannot append after it "
+                             "(see aegis audit verify)")
+        insert_events(self._conn, events, kind, self.principal, time.time_ns(), first, prev)
+        return list(range(first, first + len(events)))
 
     def _append(self, events: Sequence[Event], kind: str) -> list[int]:
         if not events:
             return []
-        prepared = self._prepare(events, kind)
         with self._write_transaction():
-            return self._insert_locked(prepared)
+            return self._insert_locked(events, kind)
 
     def append(self, events: Sequence[Event]) -> list[int]:
         """Append ``events`` as one chained transaction; returns their sequence numbers."""
@@ -196,7 +191,7 @@ class Ledger:
         """Mark sessions whose owning process died without ending them as interrupted."""
         def abandoned() -> list[Entry]:
             rows = self._conn.execute(_OPEN_SESSIONS).fetchall()
-            return [e for e in map(entry_from_row, rows) if not process_alive(*owner_of(e))]
+            return [e for e in map(EntryReader(self._conn).entry, rows) if not process_alive(*owner_of(e))]
 
         with self._lock:
             if not abandoned():
@@ -204,7 +199,7 @@ class Ledger:
             with self._write_transaction():
                 ends = [self._session_end(e.session_id, None, None, "interrupted", {}) for e in abandoned()]
                 if ends:
-                    self._insert_locked(self._prepare(ends, KIND_SESSION))
+                    self._insert_locked(ends, KIND_SESSION)
             if self.can_sign():
                 self.checkpoint()
 
@@ -217,7 +212,7 @@ class Ledger:
             if last is None or last[0] != digest:
                 event = Event(action=POLICY_SNAPSHOT, resource=digest, decision="info", source="snapshot",
                               pid=os.getpid(), details={"hash": digest, "files": dict(files)})
-                self._insert_locked(self._prepare([event], KIND_POLICY))
+                self._insert_locked([event], KIND_POLICY)
         return digest
 
     def checkpoint(self) -> str:

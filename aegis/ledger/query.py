@@ -10,10 +10,11 @@ from typing import Any
 
 from aegis.ledger.canonical import decode_record
 from aegis.ledger.model import KIND_EVENT, Entry
-from aegis.ledger.storage import BOOKKEEPING, KIND, database_errors, field_sql
+from aegis.ledger.storage import BOOKKEEPING, HASH, KIND, database_errors, field_sql
 
-SELECT_ENTRIES = "SELECT seq, record, prev_hash, hash FROM entries"
-
+SELECT_ENTRIES = f"SELECT seq, record, {HASH} FROM entries"
+_HASH_OF = f"SELECT {HASH} FROM entries WHERE seq = ?"
+_GENESIS_HEX = "00" * 32
 
 @dataclass
 class EntryFilter:
@@ -50,20 +51,42 @@ class EntryFilter:
         return sql + " ORDER BY seq", params
 
 
-def entry_from_row(row: tuple[int, str, str, str]) -> Entry:
-    seq, record, prev_hash, hash_ = row
-    (ts_ns, kind, session_id, principal, action, resource, pid, ppid, executable, source, decision,
-     policy_ids, errors, reason, details) = decode_record(record)
-    # Positional, in Entry's field order: keyword arguments cost a fifth more per row.
-    return Entry(action, resource, decision, session_id, principal, pid, ppid, executable, source, policy_ids,
-                 errors, reason, details, ts_ns, seq, kind, prev_hash, hash_)
+class EntryReader:
+    """Rows of SELECT_ENTRIES, read in ascending seq, as Entry.
+
+    An entry's previous hash is the hash of the entry before it: the row just read
+    when the rows are consecutive (an export reads every row once), else looked up.
+    The first entry's is all zeros; one after a missing entry has none.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._seq: int | None = None
+        self._hash = ""
+
+    def entry(self, row: tuple[int, str, bytes]) -> Entry:
+        seq, record, digest = row
+        if seq == 1:
+            prev_hash = _GENESIS_HEX
+        elif seq - 1 == self._seq:
+            prev_hash = self._hash
+        else:
+            found = self._conn.execute(_HASH_OF, (seq - 1,)).fetchone()
+            prev_hash = found[0].hex() if found else ""
+        self._seq, self._hash = seq, digest.hex()
+        (ts_ns, kind, session_id, principal, action, resource, pid, ppid, executable, source, decision,
+         policy_ids, errors, reason, details) = decode_record(record)
+        # Positional, in Entry's field order: keyword arguments cost a fifth more per row.
+        return Entry(action, resource, decision, session_id, principal, pid, ppid, executable, source, policy_ids,
+                     errors, reason, details, ts_ns, seq, kind, prev_hash, self._hash)
 
 
 def iter_entries(conn: sqlite3.Connection, path: Path, entry_filter: EntryFilter,
                  batch: int = 1000) -> Iterator[Entry]:
     """Matching entries in ascending seq, read in batches (constant memory)."""
     sql, params = entry_filter.sql()
+    reader = EntryReader(conn)
     with database_errors(path):
         cursor = conn.execute(sql, params)
         while rows := cursor.fetchmany(batch):
-            yield from map(entry_from_row, rows)
+            yield from map(reader.entry, rows)

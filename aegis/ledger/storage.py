@@ -20,7 +20,7 @@ from aegis.ledger.canonical import FIELD_INDEX
 from aegis.ledger.model import KIND_EVENT, KIND_POLICY, KIND_SESSION
 
 FORMAT = "aegis-ledger"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
 PAGE_SIZE = 16384
 
@@ -43,15 +43,19 @@ def field_sql(name: str) -> str:
 # SQLite can use it.
 KIND = field_sql("kind")
 BOOKKEEPING = f"{KIND} != '{KIND_EVENT}'"
+# The hash column as bytes, whatever a tamperer stored in it (text that is not
+# UTF-8 would fail to read as a Python str).
+HASH = "CAST(hash AS BLOB)"
 
+# An entry is its record and its chain hash (32 bytes), which covers the hash of
+# the entry before it: the previous hash is read from that entry, not stored twice.
 _ENTRIES_TABLE = """CREATE TABLE entries (
     seq INTEGER PRIMARY KEY,
     record TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash BLOB NOT NULL
 )"""
 
-# Everything but the entries table and meta: version 1 files get these anew.
+# Everything but the entries table and meta: files of older versions get these anew.
 _DERIVED = f"""
 CREATE INDEX entries_session ON entries ({field_sql('session_id')});
 CREATE INDEX entries_bookkeeping ON entries ({KIND}, {field_sql('action')}) WHERE {BOOKKEEPING};
@@ -72,12 +76,16 @@ CREATE TABLE checkpoints (
 {_DERIVED}
 """
 
-# Version 1 -> 2: the generated columns go (they were virtual: no stored data
-# changes) and the indexes and views are rebuilt over the record.
+_DROP_DERIVED = ["DROP VIEW sessions", "DROP VIEW policy_snapshots", "DROP INDEX entries_session",
+                 "DROP INDEX entries_bookkeeping"]
+# Version 1 -> 2: the generated columns go (they were virtual: no stored data changes).
 _V1_GENERATED = ("ts_ns", "kind", "session_id", "action", "resource", "decision")
-_MIGRATE_V1 = ["DROP VIEW sessions", "DROP VIEW policy_snapshots", "DROP INDEX entries_session",
-               "DROP INDEX entries_bookkeeping",
-               *(f"ALTER TABLE entries DROP COLUMN {name}" for name in _V1_GENERATED)]
+_DROP_V1_GENERATED = [f"ALTER TABLE entries DROP COLUMN {name}" for name in _V1_GENERATED]
+# Version 2 -> 3: hashes become 32-byte BLOBs and the stored copy of the previous
+# hash goes, once every stored copy is found to be the previous entry's hash.
+_BROKEN_V2_LINK = ("SELECT min(b.seq) FROM entries b LEFT JOIN entries a ON a.seq = b.seq - 1 "
+                   "WHERE b.seq = 1 AND b.prev_hash != ? OR b.seq > 1 AND b.prev_hash != a.hash")
+_MIGRATION_BATCH = 50_000
 
 
 @contextmanager
@@ -91,16 +99,17 @@ def database_errors(path: Path) -> Iterator[None]:
 
 # (name, declared type, not null, primary key, hidden) of each column, as
 # PRAGMA table_xinfo reports them; hidden is non-zero for generated columns.
-_ENTRIES_COLUMNS = [("seq", "INTEGER", 0, 1, 0), ("record", "TEXT", 1, 0, 0), ("prev_hash", "TEXT", 1, 0, 0),
-                    ("hash", "TEXT", 1, 0, 0)]
+_ENTRIES_COLUMNS = [("seq", "INTEGER", 0, 1, 0), ("record", "TEXT", 1, 0, 0), ("hash", "BLOB", 1, 0, 0)]
+_V2_ENTRIES_COLUMNS = [("seq", "INTEGER", 0, 1, 0), ("record", "TEXT", 1, 0, 0), ("prev_hash", "TEXT", 1, 0, 0),
+                       ("hash", "TEXT", 1, 0, 0)]
 
 
-def entries_table_intact(conn: sqlite3.Connection) -> bool:
+def entries_table_intact(conn: sqlite3.Connection, columns: list[tuple] = _ENTRIES_COLUMNS) -> bool:
     """Whether the entries table has exactly its own columns; verify checks it so the
     table cannot be swapped for one with other (or computed) columns."""
     rows = conn.execute("PRAGMA table_xinfo(entries)").fetchall()
     return [(name, kind, notnull, pk, hidden) for _cid, name, kind, notnull, _default, pk, hidden in rows] \
-        == _ENTRIES_COLUMNS
+        == columns
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -163,8 +172,10 @@ def _create_or_upgrade(conn: sqlite3.Connection, path: Path) -> None:
                 raise AegisError(f"{path}: not an Aegis ledger (an unrelated SQLite database)")
             _run(conn, _SCHEMA.split(";"))
             conn.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (FORMAT,))
-        elif version == 1:
-            _run(conn, [*_MIGRATE_V1, *_DERIVED.split(";")])
+        else:
+            _run(conn, _DROP_DERIVED + (_DROP_V1_GENERATED if version == 1 else []))
+            _drop_prev_hash(conn, path)
+            _run(conn, _DERIVED.split(";"))
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -176,3 +187,36 @@ def _run(conn: sqlite3.Connection, statements: list[str]) -> None:
     for statement in statements:
         if statement.strip():
             conn.execute(statement)
+
+
+def _drop_prev_hash(conn: sqlite3.Connection, path: Path) -> None:
+    """Rewrite a version 2 entries table as version 3: hashes as bytes, no previous hash.
+
+    What only version 2 could show is checked first: a redefined table, or a stored
+    previous hash that is not its predecessor's hash. Such a file was tampered with
+    and is left as it is.
+    """
+    if not entries_table_intact(conn, _V2_ENTRIES_COLUMNS):
+        raise AegisError(f"{path}: cannot upgrade the ledger: its entries table was redefined (it was "
+                         "tampered with); the file is left unchanged")
+    broken = conn.execute(_BROKEN_V2_LINK, (bytes(32).hex(),)).fetchone()[0]
+    if broken is not None:
+        raise AegisError(f"{path}: cannot upgrade the ledger: entry {broken} does not link to entry "
+                         f"{broken - 1} (it was tampered with); the file is left unchanged")
+    conn.execute("ALTER TABLE entries RENAME TO entries_v2")
+    conn.execute(_ENTRIES_TABLE)
+    rows = conn.execute("SELECT seq, record, hash FROM entries_v2 ORDER BY seq")
+    while batch := rows.fetchmany(_MIGRATION_BATCH):
+        conn.executemany("INSERT INTO entries (seq, record, hash) VALUES (?, ?, ?)",
+                         [(seq, record, _hash_bytes(digest)) for seq, record, digest in batch])
+    conn.execute("DROP TABLE entries_v2")
+
+
+def _hash_bytes(stored: object) -> bytes:
+    """A version 2 hash (64 lowercase hex digits) as its bytes. Anything else is kept
+    as the bytes of its text, which no chain hash equals, so verify still reports it."""
+    try:
+        digest = bytes.fromhex(stored)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        digest = b""
+    return digest if len(digest) == 32 and digest.hex() == stored else str(stored).encode()

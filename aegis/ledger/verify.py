@@ -13,16 +13,17 @@ matches: the entries it covers are trusted by its signature rather than rehashed
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
-from aegis.ledger.chain import GENESIS, check_stored
+from aegis.ledger.chain import GENESIS, check_entries
 from aegis.ledger.checkpoints import StoredNote, file_notes, ledger_notes
 from aegis.ledger.model import Checkpoint, VerifyResult
 from aegis.ledger.signing import CheckpointBody, NoteVerifier
-from aegis.ledger.storage import entries_table_intact
+from aegis.ledger.storage import HASH, entries_table_intact
 
 BATCH = 50_000
 
@@ -57,11 +58,18 @@ def _first_gap(conn: sqlite3.Connection, start: int) -> int | None:
                         "(SELECT 1 FROM entries b WHERE b.seq = a.seq + 1)", (start,)).fetchone()[0]
 
 
-def _bad_entry(conn: sqlite3.Connection, seq: int, prev: bytes) -> _Problem:
-    """Why entry ``seq``, whose predecessor's chain hash is ``prev``, failed the check."""
-    stored_prev = conn.execute("SELECT prev_hash FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
-    if stored_prev != prev.hex():
-        return _Problem(seq, "broken link", f"entry {seq} does not link to the hash of entry {seq - 1}")
+def _bad_entry(conn: sqlite3.Connection, seq: int) -> _Problem:
+    """Why entry ``seq`` failed the check. It is a broken link when the entry itself
+    is intact, its hash being the chain hash of its record after some other entry
+    (or at the start): it was moved, copied or inserted. Otherwise its record or
+    its hash was edited. Only a failed check pays for this search."""
+    stored, record = conn.execute(f"SELECT {HASH}, CAST(record AS BLOB) FROM entries WHERE seq = ?",
+                                  (seq,)).fetchone()
+    leaf = hashlib.sha256(b"\x00" + record).digest()
+    others = (digest for (digest,) in conn.execute(f"SELECT {HASH} FROM entries WHERE seq != ?", (seq,)))
+    if any(hashlib.sha256(prev + leaf).digest() == stored for prev in chain([GENESIS], others)):
+        return _Problem(seq, "broken link", f"entry {seq} does not follow entry {seq - 1}: it was moved, "
+                                            "copied or inserted")
     return _Problem(seq, "hash mismatch", f"entry {seq}: stored hash differs from the hash of its contents")
 
 
@@ -81,11 +89,11 @@ def check_chain(conn: sqlite3.Connection, start: _Chain) -> tuple[int, _Problem 
 
     def check(rows: list[tuple[bytes]]) -> int | None:
         """None if the batch is good, else the seq of its first bad entry."""
-        bad, last = check_stored(state.prev, list(chain.from_iterable(rows)))
+        bad, last = check_entries(state.prev, list(chain.from_iterable(rows)))
         state.prev, state.next_seq = last, state.next_seq + (len(rows) if bad is None else bad)
         return None if bad is None else state.next_seq
 
-    cursor = conn.execute("SELECT CAST(prev_hash || hash || record AS BLOB) FROM entries "
+    cursor = conn.execute("SELECT CAST(hash || record AS BLOB) FROM entries "
                           "WHERE seq >= ? AND seq < ? ORDER BY seq", (start.next_seq, end))
     bad_seq = None
     # Imported here: concurrent.futures pulls in logging, which `aegis run` start-up need not pay for.
@@ -102,7 +110,7 @@ def check_chain(conn: sqlite3.Connection, start: _Chain) -> tuple[int, _Problem 
     cursor.close()
     checked = state.next_seq - start.next_seq
     if bad_seq is not None:
-        return checked, _bad_entry(conn, bad_seq, state.prev)
+        return checked, _bad_entry(conn, bad_seq)
     if gap is not None:
         found = conn.execute("SELECT min(seq) FROM entries WHERE seq > ?", (gap,)).fetchone()[0]
         return checked, _Problem(gap, "gap", f"entry {gap} is missing (next stored entry is {found})")
@@ -162,11 +170,11 @@ def _check_note(conn: sqlite3.Connection, note: StoredNote, verifier: NoteVerifi
                               f"checkpoint in {where} covers {checkpoint.size} entries but the ledger has "
                               f"{last_seq}: entries were removed from the end")
     if checkpoint.size == 0:
-        root = GENESIS.hex()
+        root = GENESIS
     else:
-        row = conn.execute("SELECT hash FROM entries WHERE seq = ?", (checkpoint.size,)).fetchone()
+        row = conn.execute(f"SELECT {HASH} FROM entries WHERE seq = ?", (checkpoint.size,)).fetchone()
         root = row[0] if row else None
-    if root != checkpoint.root.hex():
+    if root != checkpoint.root:
         return None, _Problem(checkpoint.size, "checkpoint mismatch",
                               f"entry {checkpoint.size} differs from the signed checkpoint in {where}: "
                               "the ledger was rewritten")
