@@ -32,3 +32,12 @@ def aegis_import_root() -> str:
     import aegis
 
     return str(Path(aegis.__file__).resolve().parents[1])
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie (as this test's /proc shows it)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False

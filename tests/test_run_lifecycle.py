@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import alive
 
 from aegis.config import load_config
 from aegis.ledger import open_ledger
@@ -25,14 +26,6 @@ def wait_for(path: Path, timeout: float = 20) -> None:
 # The shell's pid as this test sees it: the session has its own PID namespace, so $$
 # counts inside it, but /proc is the host's, and the shell itself opens /proc/self.
 HOST_PID = "read pid rest < /proc/self/stat; echo $pid"
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

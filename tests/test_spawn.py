@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from support import alive
 
 from aegis.native import ffi, lib
 from aegis.policy.seccomp import SeccompSpec
@@ -124,14 +125,6 @@ def test_bpf_rejects_an_argument_index_out_of_range() -> None:
     assert ok != ffi.NULL
     assert lib.aegis_bpf_length(ok) == 6 + 11 + 1
     lib.aegis_bpf_free(ok)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def daemon_pid(out: str) -> int:

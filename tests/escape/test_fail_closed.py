@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from escape_support import Scenario
+from support import alive
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +38,6 @@ def wait_for(predicate, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def pids(pidfile: Path) -> list[int]:
