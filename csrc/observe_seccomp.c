@@ -14,7 +14,14 @@
  * injected with SECCOMP_IOCTL_NOTIF_ADDFD) returned: the kernel never re-reads
  * the agent's memory, so a second agent thread rewriting the path buffer after
  * the decision changes nothing. execve and connect cannot be done on the
- * agent's behalf: they CONTINUE, with Landlock as the kernel backstop. */
+ * agent's behalf: they CONTINUE, with Landlock as the kernel backstop.
+ *
+ * The common case, a read the table allows of a path without symlinks, takes a
+ * shorter way (open_fast): decided on the lexical path and opened with every
+ * symlink refused, so one path walk both proves the path is already resolved and
+ * opens it; the record follows the answer. Per open that leaves the receive, one
+ * read of the agent's memory, naming its cwd or directory descriptor (cached for
+ * tree walkers, see agent_dir), the open, the injection and a close. */
 #define _GNU_SOURCE
 #include "observe_seccomp.h"
 
@@ -27,10 +34,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/kcmp.h>
 #include <linux/openat2.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +63,17 @@ struct proc_info {
     char exe[AEGIS_REC_EXE_MAX];
 };
 
+#define DIRFD_CACHE 8
+
+#define UNPINNED (-1)   /* seen once: duplicated at its next use */
+#define UNPINNABLE (-2) /* duplicating it failed: named by readlink at every use */
+
+struct dirfd_entry {
+    int tgid, agent_fd;
+    int local_fd;            /* Aegis's duplicate of the agent's descriptor, or UNPINNED/UNPINNABLE */
+    char path[PATH_BUF];
+};
+
 struct aegis_observer {
     struct aegis_observer_config cfg;
     char **protected_paths;
@@ -65,9 +85,14 @@ struct aegis_observer {
     size_t req_size, resp_size;
     struct proc_info procs[PROC_CACHE];
     _Atomic uint64_t notifications, records, denied, vanished, residual, on_behalf;
-    _Atomic int finished;
+    _Atomic int finished, stopping;
     int sync_wakeup;
+    int blocking_recv; /* waits in RECV itself, not in poll() (see receive) */
     unsigned euid; /* Aegis's: on-behalf operations only for agents with the same fsuid */
+    struct dirfd_entry dirfds[DIRFD_CACHE];
+    unsigned dirfd_next;
+    int kcmp_works;
+    int self_pid; /* Aegis's, for kcmp: getpid() is a syscall */
 };
 
 /* ---- pure helpers ---- */
@@ -111,21 +136,20 @@ size_t aegis_canonicalize(const char *base, const char *path, char *out, size_t 
     return len;
 }
 
-/* Reads a NUL-terminated string from the agent's memory, never asking for
- * bytes across a page it has not checked: one remote iovec per page, so a
- * string that ends just before an unmapped page still reads. Returns the
- * length, -ENAMETOOLONG if no NUL within cap-1 bytes, or -errno. */
-int aegis_read_remote_string(int pid, uint64_t addr, char *out, size_t cap)
+/* Reads `len` bytes at `addr` of process `pid`, never asking for bytes across a
+ * page it has not checked: one remote iovec per page, so what precedes an
+ * unmapped page still reads. Returns the bytes read, or -errno. */
+static ssize_t read_remote_span(int pid, uint64_t addr, char *out, size_t len)
 {
     const size_t page = 4096;
-    struct iovec local = {out, cap - 1};
+    struct iovec local = {out, len};
     struct iovec remote[PATH_BUF / 4096 + 2];
     size_t nr = 0, covered = 0;
-    while (covered < cap - 1 && nr < sizeof(remote) / sizeof(remote[0])) {
+    while (covered < len && nr < sizeof(remote) / sizeof(remote[0])) {
         uint64_t at = addr + covered;
         size_t chunk = page - (size_t)(at % page);
-        if (chunk > cap - 1 - covered)
-            chunk = cap - 1 - covered;
+        if (chunk > len - covered)
+            chunk = len - covered;
         remote[nr].iov_base = (void *)(uintptr_t)at;
         remote[nr].iov_len = chunk;
         nr++;
@@ -133,9 +157,29 @@ int aegis_read_remote_string(int pid, uint64_t addr, char *out, size_t cap)
     }
     local.iov_len = covered;
     ssize_t got = process_vm_readv(pid, &local, 1, remote, nr, 0);
+    return got < 0 ? -errno : got;
+}
+
+/* Paths are short: the first read asks for this much (one page to pin, not two),
+ * the rest only when no NUL came. */
+#define REMOTE_STRING_FIRST 256
+
+/* Reads a NUL-terminated string from the agent's memory (see read_remote_span).
+ * Returns the length, -ENAMETOOLONG if no NUL within cap-1 bytes, or -errno. */
+int aegis_read_remote_string(int pid, uint64_t addr, char *out, size_t cap)
+{
+    size_t first = cap - 1 < REMOTE_STRING_FIRST ? cap - 1 : REMOTE_STRING_FIRST;
+    ssize_t got = read_remote_span(pid, addr, out, first);
     if (got < 0)
-        return -errno;
+        return (int)got;
     char *nul = memchr(out, '\0', (size_t)got);
+    if (!nul && (size_t)got == first && first < cap - 1) {
+        ssize_t more = read_remote_span(pid, addr + first, out + first, cap - 1 - first);
+        if (more > 0) {
+            nul = memchr(out + first, '\0', (size_t)more);
+            got += more;
+        }
+    }
     if (!nul) {
         out[got] = '\0';
         return (size_t)got == cap - 1 ? -ENAMETOOLONG : -EFAULT;
@@ -216,8 +260,8 @@ static int open_how2(const char *path, uint64_t flags, uint64_t mode, uint64_t r
     return (int)syscall(__NR_openat2, AT_FDCWD, path, &how, sizeof(how));
 }
 
-/* The directory a relative path is resolved against: the agent's cwd or dirfd. */
-static int agent_dir(int pid, int dirfd, char *out, size_t cap)
+/* The path of the agent's cwd, or of its descriptor `dirfd`, from procfs. */
+static int read_agent_link(int pid, int dirfd, char *out, size_t cap)
 {
     char link[64];
     if (dirfd == AT_FDCWD)
@@ -229,6 +273,89 @@ static int agent_dir(int pid, int dirfd, char *out, size_t cap)
         return -errno;
     out[n] = '\0';
     return 0;
+}
+
+/* ---- directory descriptors the agent opens relative to, cached ----
+ *
+ * Tree walkers (fts: grep -r, find, rm -r) open every entry relative to the
+ * descriptor of its directory, and the procfs readlink naming that descriptor was
+ * the costliest step of such an open. A descriptor seen a second time is
+ * duplicated into Aegis (pidfd_getfd) and named from that duplicate, which the
+ * agent cannot change; later uses are checked with kcmp(KCMP_FILE), which says
+ * whether the agent's descriptor is still that same open file (a closed and
+ * reused number, another process, a dead one all fail it). The name is dropped
+ * when the agent renames or removes a directory (the cached name could be stale);
+ * a directory renamed by a process outside the sandbox keeps its old name here,
+ * and the open on the agent's behalf, which uses the name decided, then fails or
+ * opens what that name now holds, never a path other than the one decided. */
+static void dirfd_forget_all(struct aegis_observer *obs)
+{
+    for (size_t i = 0; i < DIRFD_CACHE; i++) {
+        if (obs->dirfds[i].local_fd >= 0)
+            close(obs->dirfds[i].local_fd);
+        obs->dirfds[i] = (struct dirfd_entry){.tgid = 0, .agent_fd = -1, .local_fd = UNPINNED};
+    }
+}
+
+static struct dirfd_entry *dirfd_find(struct aegis_observer *obs, int tgid, int dirfd)
+{
+    for (size_t i = 0; i < DIRFD_CACHE; i++)
+        if (obs->dirfds[i].tgid == tgid && obs->dirfds[i].agent_fd == dirfd)
+            return &obs->dirfds[i];
+    return NULL;
+}
+
+/* Names `dirfd` of the agent from a duplicate of it: 0, or -1 (entry unchanged). */
+static int dirfd_pin(struct dirfd_entry *e, int tgid, int dirfd)
+{
+    int pidfd = (int)syscall(__NR_pidfd_open, tgid, 0);
+    if (pidfd < 0)
+        return -1;
+    int local = (int)syscall(__NR_pidfd_getfd, pidfd, dirfd, 0);
+    close(pidfd);
+    if (local < 0)
+        return -1;
+    char link[64];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", local);
+    ssize_t n = readlink(link, e->path, sizeof(e->path) - 1);
+    if (n <= 0 || e->path[0] != '/') {
+        close(local);
+        return -1;
+    }
+    e->path[n] = '\0';
+    e->local_fd = local;
+    return 0;
+}
+
+/* The directory a relative path is resolved against: the agent's cwd or dirfd. */
+static int agent_dir(struct aegis_observer *obs, int pid, int dirfd, char *out, size_t cap)
+{
+    if (dirfd == AT_FDCWD || !obs->kcmp_works)
+        return read_agent_link(pid, dirfd, out, cap);
+    int tgid = proc_lookup(obs, pid)->tgid;
+    struct dirfd_entry *e = dirfd_find(obs, tgid, dirfd);
+    if (e && e->local_fd >= 0 &&
+        syscall(__NR_kcmp, pid, obs->self_pid, KCMP_FILE, dirfd, e->local_fd) != 0) {
+        close(e->local_fd); /* another file now, or the process is gone */
+        e->local_fd = UNPINNED;
+    }
+    if (e && e->local_fd == UNPINNED && dirfd_pin(e, tgid, dirfd) < 0)
+        e->local_fd = UNPINNABLE; /* e.g. not allowed to duplicate it: named by readlink from now on */
+    if (e && e->local_fd >= 0) {
+        size_t n = strlen(e->path);
+        if (n >= cap)
+            return -ENAMETOOLONG;
+        memcpy(out, e->path, n + 1);
+        return 0;
+    }
+    int rc = read_agent_link(pid, dirfd, out, cap);
+    if (rc == 0 && !e) { /* seen once: pinned if it comes again */
+        e = &obs->dirfds[obs->dirfd_next++ % DIRFD_CACHE];
+        if (e->local_fd >= 0)
+            close(e->local_fd);
+        *e = (struct dirfd_entry){.tgid = tgid, .agent_fd = dirfd, .local_fd = UNPINNED};
+    }
+    return rc;
 }
 
 /* `/proc/self` and `/proc/thread-self` in the agent's path mean the agent, not Aegis. */
@@ -330,23 +457,39 @@ static int resolve_in_agent_view(char *path, int tgid, int tid, int follow)
     return -ELOOP;
 }
 
-/* Reads path `addr` of the agent and leaves its canonical absolute form, with
- * symlinks resolved in the agent's view, in `out` (PATH_BUF bytes). */
-static int agent_path(struct aegis_observer *obs, int pid, int dirfd, uint64_t addr, int follow, char *out)
+/* Reads path `addr` of the agent and leaves its lexically canonical absolute
+ * form (joined to its cwd or dirfd, "." and ".." removed; symlinks untouched)
+ * in `out` (PATH_BUF bytes). */
+static int agent_path_lexical(struct aegis_observer *obs, int pid, int dirfd, uint64_t addr, char *out)
 {
     char raw[PATH_BUF], base[PATH_BUF];
     int n = aegis_read_remote_string(pid, addr, raw, sizeof(raw));
     if (n < 0)
         return n;
     base[0] = '\0';
-    if (raw[0] != '/' && agent_dir(pid, dirfd, base, sizeof(base)) < 0)
+    if (raw[0] != '/' && agent_dir(obs, pid, dirfd, base, sizeof(base)) < 0)
         return -EBADF;
     if (aegis_canonicalize(base, n ? raw : ".", out, PATH_BUF) == 0)
         return -ENAMETOOLONG;
+    return 0;
+}
+
+/* Finishes what agent_path_lexical began: /proc/self made the agent's, and
+ * symlinks resolved in the agent's view when the observer resolves them. */
+static int agent_path_resolve(struct aegis_observer *obs, int pid, int follow, char *path)
+{
     int tgid = proc_lookup(obs, pid)->tgid;
     if (obs->cfg.resolve_symlinks)
-        return resolve_in_agent_view(out, tgid, pid, follow);
-    return agent_proc_self(out, tgid, pid);
+        return resolve_in_agent_view(path, tgid, pid, follow);
+    return agent_proc_self(path, tgid, pid);
+}
+
+/* Reads path `addr` of the agent and leaves its canonical absolute form, with
+ * symlinks resolved in the agent's view, in `out` (PATH_BUF bytes). */
+static int agent_path(struct aegis_observer *obs, int pid, int dirfd, uint64_t addr, int follow, char *out)
+{
+    int rc = agent_path_lexical(obs, pid, dirfd, addr, out);
+    return rc < 0 ? rc : agent_path_resolve(obs, pid, follow, out);
 }
 
 static int under(const char *path, const char *prefix)
@@ -754,7 +897,9 @@ static int outside_proc(const char *path)
     return !in_sandbox((int)pid);
 }
 
-static int decide(struct aegis_observer *obs, struct event *ev, int pid, const char *exe)
+/* The guard, then the compiled table: ALLOW, DENY, or RESIDUAL when the table
+ * cannot decide (the slow path's business, see decide). */
+static int decide_by_table(struct aegis_observer *obs, struct event *ev)
 {
     for (size_t i = 0; i < obs->cfg.n_protected; i++)
         if (under(ev->path, obs->protected_paths[i])) {
@@ -769,6 +914,12 @@ static int decide(struct aegis_observer *obs, struct event *ev, int pid, const c
     ev->policy_index = AEGIS_POLICY_NONE;
     if (obs->cfg.decide && obs->cfg.table)
         d = obs->cfg.decide(obs->cfg.table, ev->action, ev->path, strlen(ev->path), &ev->policy_index);
+    return ev->decision = d;
+}
+
+static int decide(struct aegis_observer *obs, struct event *ev, int pid, const char *exe)
+{
+    int d = decide_by_table(obs, ev);
     if (d == AEGIS_DECISION_RESIDUAL) {
         atomic_fetch_add(&obs->residual, 1);
         ev->policy_index = AEGIS_POLICY_NONE;
@@ -881,6 +1032,55 @@ static int names_a_descriptor(const char *path)
     return strncmp(path, "/memfd:", 7) == 0 || (n >= d && strcmp(path + n - d, deleted) == 0);
 }
 
+/* The common open, a read of a file or directory the table allows, done in one
+ * path walk: decided on the lexically canonical path, then opened on the
+ * agent's behalf refusing every symlink (RESOLVE_NO_SYMLINKS). When that open
+ * succeeds, or fails for another reason than a symlink, the walk met none: the
+ * lexical path is the resolved one the general way would have decided on, and
+ * the descriptor is of the file decided. Returns ANSWERED, or 0 when nothing
+ * was done and the caller takes the general way: a symlink on the way, a denial
+ * or a residual decision on the lexical path (the resolved one may differ),
+ * /proc, writes and creations, O_PATH, openat2 resolve flags, other
+ * credentials, and blocking opens of anything but a regular file or directory
+ * (a FIFO waits for its other end in a thread of its own).
+ *
+ * No SECCOMP_IOCTL_NOTIF_ID_VALID before acting: the only action is the
+ * injection, and SECCOMP_ADDFD_FLAG_SEND fails with ENOENT unless the agent is
+ * still waiting in this very syscall, which is the same proof taken later
+ * (after every read of its memory and /proc). A read-only open of a regular
+ * file or directory done for nobody has no effect, and the record is written
+ * only once the agent has its answer. */
+static int open_fast(struct aegis_observer *obs, const struct seccomp_notif *req, struct event *ev, uint64_t flags,
+                     uint64_t resolve)
+{
+    const char *path = ev->path;
+    if (!obs->cfg.open_on_behalf || !obs->cfg.resolve_symlinks || resolve != 0 ||
+        (flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | O_TRUNC | __O_TMPFILE | O_PATH)) ||
+        (strncmp(path, "/proc", 5) == 0 && (path[5] == '/' || path[5] == '\0')))
+        return 0;
+    struct proc_info *proc = proc_lookup(obs, (int)req->pid);
+    if (proc->fsuid != obs->euid || decide_by_table(obs, ev) != AEGIS_DECISION_ALLOW)
+        return 0;
+    struct stat st;
+    if (!(flags & O_NONBLOCK) && fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode) &&
+        !S_ISDIR(st.st_mode))
+        return 0;
+    flags &= OPEN_FLAGS;
+    int fd = open_how2(path, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0, RESOLVE_NO_SYMLINKS);
+    int err = errno;
+    if (fd < 0 && err == ELOOP)
+        return 0;
+    if (fd >= 0 && !(flags & O_NONBLOCK))
+        fcntl(fd, F_SETFL, (int)(flags & (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME)));
+    atomic_fetch_add(&obs->on_behalf, 1);
+    if (inject(obs->cfg.listener_fd, obs->resp, obs->resp_size, req->id, fd, err, (uint32_t)(flags & O_CLOEXEC)) < 0) {
+        atomic_fetch_add(&obs->vanished, 1);
+        return ANSWERED;
+    }
+    record(obs, req, proc, ev, 0);
+    return ANSWERED;
+}
+
 static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
 {
     const int pid = (int)req->pid;
@@ -924,7 +1124,11 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
         ev[0].arg = (int64_t)flags;
         int follow = !(flags & O_NOFOLLOW) && (flags & (O_CREAT | O_EXCL)) != (O_CREAT | O_EXCL);
         if (rc == 0)
-            rc = agent_path(obs, pid, dirfd, path, follow, ev[0].path);
+            rc = agent_path_lexical(obs, pid, dirfd, path, ev[0].path);
+        if (rc == 0 && open_fast(obs, req, &ev[0], flags, open_resolve) == ANSWERED)
+            return ANSWERED;
+        if (rc == 0)
+            rc = agent_path_resolve(obs, pid, follow, ev[0].path);
         break;
     }
     case __NR_execve:
@@ -946,6 +1150,8 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
     case __NR_unlink:
     case __NR_unlinkat:
     case __NR_rmdir:
+        if (nr == __NR_rmdir || (nr == __NR_unlinkat && (a[2] & AT_REMOVEDIR)))
+            dirfd_forget_all(obs); /* a cached directory name may be gone */
         ev[0].action = AEGIS_ACT_FILE_DELETE;
         path_op = 1;
         rc = nr == __NR_unlinkat ? agent_path(obs, pid, (int)a[0], a[1], 0, ev[0].path)
@@ -972,6 +1178,8 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
          * names are decided, and either denial denies the call. */
         int two_dirs = nr == __NR_renameat || nr == __NR_renameat2 || nr == __NR_linkat;
         int is_link = nr == __NR_link || nr == __NR_linkat;
+        if (!is_link)
+            dirfd_forget_all(obs); /* a cached directory name may change */
         n_ev = 2;
         ev[0].action = is_link ? AEGIS_ACT_FILE_READ : AEGIS_ACT_FILE_DELETE;
         path_op = 1;
@@ -1056,7 +1264,7 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
              * of "unix:" and the socket's canonical path in the agent's view. */
             char raw[sizeof(un->sun_path) + 1], canon[PATH_BUF], base[PATH_BUF] = "";
             snprintf(raw, sizeof(raw), "%.*s", (int)strnlen(un->sun_path, plen), un->sun_path);
-            if ((raw[0] != '/' && agent_dir(pid, AT_FDCWD, base, sizeof(base)) < 0) ||
+            if ((raw[0] != '/' && agent_dir(obs, pid, AT_FDCWD, base, sizeof(base)) < 0) ||
                 aegis_canonicalize(base, raw, canon, sizeof(canon)) == 0)
                 return -1; /* the kernel fails it the same way */
             if (snprintf(ev[0].path, sizeof(ev[0].path), "unix:%.*s", (int)(sizeof(ev[0].path) - 6), canon) >=
@@ -1115,7 +1323,7 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
             return EXDEV;
         if (open_resolve & RESOLVE_BENEATH) {
             char dir[PATH_BUF];
-            if (agent_dir(pid, open_dirfd, dir, sizeof(dir)) < 0 || !under(ev[0].path, dir))
+            if (agent_dir(obs, pid, open_dirfd, dir, sizeof(dir)) < 0 || !under(ev[0].path, dir))
                 return EXDEV;
         }
         return open_on_behalf(obs, req, proc, ev[0].path, open_flags, open_mode);
@@ -1139,26 +1347,84 @@ static void answer(struct aegis_observer *obs, struct seccomp_notif_resp *resp, 
         atomic_fetch_add(&obs->vanished, 1);
 }
 
+/* Waiting for the next notification. With SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+ * (Linux 6.6, the same series that made SECCOMP_IOCTL_NOTIF_RECV wait on the
+ * filter's wait queue and return once no process holds the filter) the thread
+ * blocks in RECV itself: the agent's wake-up lands on its own CPU straight into
+ * the receiving thread, and each notification costs one syscall less than a
+ * poll() before it. aegis_observer_stop interrupts that RECV with WAKE_SIGNAL,
+ * whose handler does nothing (no SA_RESTART: the ioctl fails with EINTR). On
+ * older kernels, or when the process already uses WAKE_SIGNAL for something
+ * else, the thread polls the listener and an eventfd instead. */
+#define WAKE_SIGNAL (SIGRTMAX - 5)
+
+static void wake_handler(int sig)
+{
+    (void)sig;
+}
+
+/* 1 when WAKE_SIGNAL is (now) handled by wake_handler, 0 when someone else owns it. */
+static int own_wake_signal(void)
+{
+    struct sigaction old, sa;
+    if (sigaction(WAKE_SIGNAL, NULL, &old) < 0)
+        return 0;
+    if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == wake_handler)
+        return 1;
+    if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+        return 0;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = wake_handler;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(WAKE_SIGNAL, &sa, NULL) == 0;
+}
+
+/* 1 once no process holds the filter any more (the listener hangs up). */
+static int listener_hung_up(int listener)
+{
+    struct pollfd fd = {listener, POLLIN, 0};
+    return poll(&fd, 1, 0) == 1 && !(fd.revents & POLLIN) && (fd.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* Waits for a notification and receives it into obs->req: 1 when one came, 0 to
+ * look again (a signal, a caller killed while it was being received), -1 when
+ * the thread must end (stopped, or every process under the filter is gone). */
+static int receive(struct aegis_observer *obs, struct pollfd fds[2])
+{
+    if (obs->blocking_recv) {
+        if (atomic_load(&obs->stopping))
+            return -1;
+    } else {
+        if (poll(fds, 2, -1) < 0)
+            return errno == EINTR ? 0 : -1;
+        if (fds[1].revents)
+            return -1;
+        if (!(fds[0].revents & POLLIN))
+            return fds[0].revents & (POLLHUP | POLLERR | POLLNVAL) ? -1 : 0;
+    }
+    memset(obs->req, 0, obs->req_size);
+    if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_RECV, obs->req) == 0)
+        return 1;
+    /* ENOENT: the caller died while we were woken, or (blocking) nobody is left */
+    return obs->blocking_recv && errno != EINTR && listener_hung_up(obs->cfg.listener_fd) ? -1 : 0;
+}
+
 static void *observer_main(void *arg)
 {
     struct aegis_observer *obs = arg;
     struct pollfd fds[2] = {{obs->cfg.listener_fd, POLLIN, 0}, {obs->stop_fd, POLLIN, 0}};
+    if (obs->blocking_recv) {
+        sigset_t wake;
+        sigemptyset(&wake);
+        sigaddset(&wake, WAKE_SIGNAL);
+        pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+    }
     for (;;) {
-        if (poll(fds, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
+        int got = receive(obs, fds);
+        if (got < 0)
             break;
-        }
-        if (fds[1].revents)
-            break;
-        if (!(fds[0].revents & POLLIN)) {
-            if (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL))
-                break; /* every process under the filter is gone */
+        if (got == 0)
             continue;
-        }
-        memset(obs->req, 0, obs->req_size);
-        if (ioctl(obs->cfg.listener_fd, SECCOMP_IOCTL_NOTIF_RECV, obs->req) < 0)
-            continue; /* ENOENT: the caller died while we were woken */
         atomic_fetch_add(&obs->notifications, 1);
         int nr = obs->req->data.nr, pid = (int)obs->req->pid;
         int err = handle(obs, obs->req);
@@ -1212,8 +1478,14 @@ struct aegis_observer *aegis_observer_start(const struct aegis_observer_config *
     obs->cfg.protected_paths = (const char *const *)obs->protected_paths;
     obs->cfg.net_rules = obs->net_rules;
     obs->euid = (unsigned)geteuid();
+    for (size_t i = 0; i < DIRFD_CACHE; i++)
+        obs->dirfds[i] = (struct dirfd_entry){.tgid = 0, .agent_fd = -1, .local_fd = UNPINNED};
+    obs->self_pid = getpid();
+    obs->kcmp_works = syscall(__NR_kcmp, obs->self_pid, obs->self_pid, KCMP_FILE, config->listener_fd,
+                              config->listener_fd) == 0;
     obs->sync_wakeup = ioctl(config->listener_fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
                              SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) == 0;
+    obs->blocking_recv = obs->sync_wakeup && own_wake_signal();
     if ((obs->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0)
         goto fail;
     int rc = pthread_create(&obs->thread, NULL, observer_main, obs);
@@ -1241,9 +1513,26 @@ fail:
 void aegis_observer_stop(struct aegis_observer *obs)
 {
     uint64_t one = 1;
+    atomic_store(&obs->stopping, 1);
     (void)!write(obs->stop_fd, &one, sizeof(one));
-    pthread_join(obs->thread, NULL);
+    /* A signal sent just before the thread enters RECV is lost: sent again until it ends. */
+    while (obs->blocking_recv) {
+        if (!atomic_load(&obs->finished))
+            pthread_kill(obs->thread, WAKE_SIGNAL);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 10 * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        if (pthread_timedjoin_np(obs->thread, NULL, &until) == 0)
+            break;
+    }
+    if (!obs->blocking_recv)
+        pthread_join(obs->thread, NULL);
     close(obs->stop_fd);
+    dirfd_forget_all(obs);
     for (size_t i = 0; i < obs->cfg.n_protected; i++)
         free(obs->protected_paths[i]);
     free(obs->protected_paths);
@@ -1262,6 +1551,7 @@ void aegis_observer_get_stats(struct aegis_observer *obs, struct aegis_observer_
     out->residual = atomic_load(&obs->residual);
     out->on_behalf = atomic_load(&obs->on_behalf);
     out->sync_wakeup = obs->sync_wakeup;
+    out->blocking_recv = obs->blocking_recv;
     out->finished = atomic_load(&obs->finished);
 }
 

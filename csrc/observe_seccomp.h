@@ -53,6 +53,7 @@ struct aegis_observer_stats {
     uint64_t residual;
     uint64_t on_behalf;      /* opens done by the supervisor and injected */
     int sync_wakeup;         /* SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP is in effect */
+    int blocking_recv;       /* the thread waits in SECCOMP_IOCTL_NOTIF_RECV, not in poll() */
     int finished;            /* no process holds the filter any more */
 };
 

@@ -113,9 +113,13 @@ def test_rewritten_path_never_unlinks_the_guarded_file(flipper: Path, tmp_path: 
 @pytest.mark.slow
 def test_without_opening_on_behalf_the_race_is_real(flipper: Path, tmp_path: Path) -> None:
     """The control experiment: the kernel re-reading the buffer (CONTINUE) loses the race."""
-    hits = sum(race(flipper, tmp_path, on_behalf=False)[1] for _ in range(3))
+    hits = 0
+    for _ in range(10):  # the window is a few microseconds: under load a round can miss it
+        hits += race(flipper, tmp_path, on_behalf=False)[1]
+        if hits:
+            break
     assert hits > 0
-    for _ in range(3):
+    for _ in range(10):
         race(flipper, tmp_path, on_behalf=False, unlinking=True)
         if not guarded_file(tmp_path).exists():
             break

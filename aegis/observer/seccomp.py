@@ -31,6 +31,8 @@ _ACTION_NAMES = {int(a): a.name for a in Action}
 _ALLOW = int(Decision.allow)
 _PATH_TRUNCATED = lib.AEGIS_REC_PATH_TRUNCATED
 _EXTRA_TRUNCATED = lib.AEGIS_REC_EXTRA_TRUNCATED
+_EXE_MAX = lib.AEGIS_REC_EXE_MAX
+_GUARD = lib.AEGIS_POLICY_GUARD
 _GUARD_REASON = "guard: Aegis's own state and processes outside the sandbox are never reachable"
 RING_WAIT_MS = 200
 # struct aegis_record (csrc/ring.h) read as bytes: the fixed header, then exe, path, extra.
@@ -169,20 +171,19 @@ class SeccompObserver(Observer):
 
     def _event(self, data: bytes, at: int) -> Event:
         # The hot path of the consumer (one call per observed syscall): constants and
-        # strings that repeat (executables, policy ids) are looked up, not rebuilt.
+        # strings that repeat (executables, sources, policy ids) are looked up, not
+        # rebuilt, and the Event is built positionally (its field order).
         (ts_ns, pid, _tid, ppid, action_code, decision, index, syscall_nr, error, arg, path_len, extra_len,
          truncated, _reserved) = _HEADER.unpack_from(data, at)
         action = _ACTION_NAMES[action_code]
         start = at + _PATH_AT
         path = data[start:start + path_len].decode("utf-8", "surrogateescape")
         start = at + _EXE_AT
-        raw_exe = data[start:data.index(b"\0", start, start + lib.AEGIS_REC_EXE_MAX)]
+        raw_exe = data[start:data.index(b"\0", start, start + _EXE_MAX)]
         executable = self._exe_names.get(raw_exe)
         if executable is None:
             executable = self._exe_names[raw_exe] = raw_exe.decode("utf-8", "surrogateescape")
-        details: dict[str, object] = {}
-        if truncated & _PATH_TRUNCATED:
-            details["path_truncated"] = True
+        details: dict[str, object] = {"path_truncated": True} if truncated & _PATH_TRUNCATED else {}
         if action == "ProcessSpawn":
             start = at + _EXTRA_AT
             argv = data[start:start + extra_len].split(b"\0") if extra_len else []
@@ -191,9 +192,8 @@ class SeccompObserver(Observer):
                 details["argv_truncated"] = True
         elif action == "ProcessExit":  # not a decision: the process is leaving
             details["exit_code"] = arg
-            return Event(action=action, resource=executable, decision="info", session_id=self.session_id,
-                         principal=self.principal, pid=pid, ppid=ppid, executable=executable,
-                         source="exit_group", details=details, ts_ns=ts_ns)
+            return Event(action, executable, "info", self.session_id, self.principal, pid, ppid, executable,
+                         "exit_group", [], [], "", details, ts_ns)
         elif action == "NetConnect":
             details["port"] = arg
         elif arg:
@@ -201,12 +201,10 @@ class SeccompObserver(Observer):
         if error:
             details["errno"] = error
         errors = self._residual_errors.pop((pid, path), []) if self._residual_errors else []
-        return Event(action=action, resource=path, decision="allow" if decision == _ALLOW else "deny",
-                     session_id=self.session_id, principal=self.principal, pid=pid, ppid=ppid,
-                     executable=executable, source=self._syscalls.get(syscall_nr, str(syscall_nr)),
-                     policy_ids=list(self._policy_names.get(index, ())), errors=errors,
-                     reason=_GUARD_REASON if index == lib.AEGIS_POLICY_GUARD else "", details=details,
-                     ts_ns=ts_ns)
+        source = self._syscalls.get(syscall_nr) or str(syscall_nr)
+        return Event(action, path, "allow" if decision == _ALLOW else "deny", self.session_id, self.principal,
+                     pid, ppid, executable, source, list(self._policy_names.get(index, ())), errors,
+                     _GUARD_REASON if index == _GUARD else "", details, ts_ns)
 
     def take_dropped(self) -> int:
         return int(lib.aegis_ring_take_dropped(self._ring))
@@ -224,7 +222,7 @@ class SeccompObserver(Observer):
         s = self._read_stats()
         return {"notifications": s.notifications, "records": s.records, "denied": s.denied,
                 "vanished": s.vanished, "residual": s.residual, "on_behalf": s.on_behalf,
-                "sync_wakeup": s.sync_wakeup}
+                "sync_wakeup": s.sync_wakeup, "blocking_recv": s.blocking_recv}
 
     def stop(self) -> None:
         if self._handle is None:
