@@ -1,7 +1,7 @@
 """Ways to run a workload: bare, under ``aegis wrap`` with each observer, under
-strace, and under the fanotify observer alone (the observer's own cost, before
-it is wired into ``aegis wrap``). Each runner times one run and says why it is
-not available instead of failing the whole suite."""
+strace, and under the fanotify observer alone (the observer's own cost, without
+a session, its supervisor or the ledger). Each runner times one run and says why
+it is not available instead of failing the whole suite."""
 
 from __future__ import annotations
 
