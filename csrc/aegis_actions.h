@@ -14,6 +14,9 @@
 #define AEGIS_ACT_TOOL_CALL      7
 #define AEGIS_ACT_PROCESS_SPAWN  8
 #define AEGIS_ACT_PROCESS_EXIT   9
+/* Not a Cedar action: a record of a syscall the filter refuses whatever the
+ * policy (observe_seccomp.c; the ledger's SyscallDenied). */
+#define AEGIS_ACT_SYSCALL_REFUSED 10
 
 #define AEGIS_DECISION_ALLOW     1
 #define AEGIS_DECISION_DENY      2

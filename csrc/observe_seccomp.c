@@ -1287,8 +1287,23 @@ static int handle(struct aegis_observer *obs, const struct seccomp_notif *req)
         ev[0].policy_index = AEGIS_POLICY_NONE;
         break;
     }
-    default:
-        return -1;
+    default: {
+        /* A syscall the filter refuses whatever the policy (io_uring, ptrace, a new
+         * user namespace, a datagram socket...): it is notified only so that the
+         * attempt is recorded, then refused with the filter's errno. What is
+         * recorded comes from registers in the notification: nothing to race. An
+         * unknown number is refused too (fail closed). */
+        int refused = EPERM;
+        for (size_t i = 0; i < obs->cfg.n_refusals; i++)
+            if (obs->cfg.refusals[i].nr == nr)
+                refused = obs->cfg.refusals[i].error;
+        ev[0].action = AEGIS_ACT_SYSCALL_REFUSED;
+        ev[0].decision = AEGIS_DECISION_DENY;
+        ev[0].policy_index = AEGIS_POLICY_GUARD;
+        ev[0].arg = (int64_t)a[0];
+        record(obs, req, proc_lookup(obs, pid), &ev[0], refused);
+        return refused;
+    }
     }
     /* A path the kernel itself cannot use fails the call the same way, so it
      * runs unrecorded; any other reading failure (e.g. EPERM from an agent that

@@ -30,6 +30,13 @@ struct aegis_net_rule {
     uint8_t addr[16];
 };
 
+/* A syscall the filter refuses whatever the policy, and the errno it fails with
+ * (aegis/policy/seccomp.py SeccompSpec.refusals). */
+struct aegis_refusal {
+    int nr;
+    int error;
+};
+
 struct aegis_observer_config {
     int listener_fd;
     struct aegis_ring *ring;
@@ -43,6 +50,8 @@ struct aegis_observer_config {
     int resolve_symlinks;
     int open_on_behalf;      /* allowed opens are done by the supervisor and the fd injected (race-free) */
     int ring_wait_ms;        /* how long a full ring may delay the agent before the record is dropped */
+    const struct aegis_refusal *refusals; /* handed here by the filter only to be recorded, then refused */
+    size_t n_refusals;
 };
 
 struct aegis_observer_stats {

@@ -83,6 +83,17 @@ struct aegis_bpf {
 #endif
 
 #define LOAD_NR BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
+
+/* How a refused syscall fails. With a listener, the supervisor answers it, with
+ * the same errno, after recording the attempt (observe_seccomp.c); except ENOSYS,
+ * which says "not implemented here" so that libc falls back (clone3 -> clone):
+ * that is no refusal worth a record, and it comes with every fork. */
+static struct sock_filter refuse(int error, int listener)
+{
+    if (listener && error != ENOSYS)
+        return (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF);
+    return (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)error & SECCOMP_RET_DATA));
+}
 #define ARG_LO(i) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[i]))
 
 /* Layout: architecture check, the datagram/raw socket block (when asked), the
@@ -117,7 +128,7 @@ struct aegis_bpf *aegis_bpf_build(const int *notify, size_t n_notify, const int 
         *p++ = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args) +
                                                                           8 * (unsigned)f->arg_index);
         *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, (unsigned)f->mask, 0, 1);
-        *p++ = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (f->error & SECCOMP_RET_DATA));
+        *p++ = refuse(f->error, n_notify > 0);
         *p++ = (struct sock_filter)LOAD_NR;
     }
     if (deny_inet_datagram) {
@@ -133,12 +144,12 @@ struct aegis_bpf *aegis_bpf_build(const int *notify, size_t n_notify, const int 
         *p++ = (struct sock_filter)ARG_LO(1);
         *p++ = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf);
         *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOCK_STREAM, 1, 0);
-        *p++ = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES);
+        *p++ = refuse(EACCES, n_notify > 0);
         *p++ = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     }
     for (size_t i = 0; i < n_deny; i++) {
         *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)deny[i], 0, 1);
-        *p++ = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (deny_errno[i] & SECCOMP_RET_DATA));
+        *p++ = refuse(deny_errno[i], n_notify > 0);
     }
     for (size_t i = 0; i < n_notify; i++) {
         *p++ = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)notify[i], 0, 1);

@@ -25,15 +25,19 @@ if TYPE_CHECKING:
     import ipaddress
 
 GUARD_POLICY = "aegis-home-guard"
+REFUSAL_POLICY = "aegis-syscall-filter"  # the refusals of the filter itself (SyscallDenied)
 NETLIST_POLICY = "allowed_network"
 RING_CAPACITY = 8192
-_ACTION_NAMES = {int(a): a.name for a in Action}
+# Record kinds: the Cedar actions, and the refusals of the filter itself.
+SYSCALL_DENIED = "SyscallDenied"
+_ACTION_NAMES = {int(a): a.name for a in Action} | {lib.AEGIS_ACT_SYSCALL_REFUSED: SYSCALL_DENIED}
 _ALLOW = int(Decision.allow)
 _PATH_TRUNCATED = lib.AEGIS_REC_PATH_TRUNCATED
 _EXTRA_TRUNCATED = lib.AEGIS_REC_EXTRA_TRUNCATED
 _EXE_MAX = lib.AEGIS_REC_EXE_MAX
 _GUARD = lib.AEGIS_POLICY_GUARD
 _GUARD_REASON = "guard: Aegis's own state and processes outside the sandbox are never reachable"
+_REFUSAL_REASON = "refused by the filter whatever the policy: a way around observation or the sandbox"
 RING_WAIT_MS = 200
 # struct aegis_record (csrc/ring.h) read as bytes: the fixed header, then exe, path, extra.
 _HEADER = struct.Struct("<Q8iq4I")
@@ -84,7 +88,7 @@ def parse_allowed_network(entries: Sequence[str]) -> list[NetRule]:
 
 
 def syscall_names() -> dict[int, str]:
-    """Syscall number -> name for what this machine's filter notifies."""
+    """Syscall number -> name for what this machine's filter notifies or refuses."""
     spec = SeccompSpec()
     return {nr: name for name, nr in spec.numbers(os.uname().machine).items()}
 
@@ -132,6 +136,10 @@ class SeccompObserver(Observer):
         config.resolve_symlinks = int(resolve_symlinks)
         config.open_on_behalf = int(open_on_behalf)
         config.ring_wait_ms = ring_wait_ms
+        refusals = SeccompSpec().refusals(os.uname().machine)
+        self._refusals = ffi.new("struct aegis_refusal[]", [{"nr": nr, "error": e} for nr, e in refusals.items()])
+        config.refusals = self._refusals
+        config.n_refusals = len(refusals)
         error = ffi.new("int *")
         handle = lib.aegis_observer_start(config, error)
         if handle == ffi.NULL:
@@ -196,6 +204,10 @@ class SeccompObserver(Observer):
                          "exit_group", [], [], "", details, ts_ns)
         elif action == "NetConnect":
             details["port"] = arg
+        elif action == SYSCALL_DENIED:  # the resource is the syscall; its first argument says how
+            name = self._syscalls.get(syscall_nr) or str(syscall_nr)
+            return Event(action, name, "deny", self.session_id, self.principal, pid, ppid, executable, name,
+                         [REFUSAL_POLICY], [], _REFUSAL_REASON, {"arg0": arg, "errno": error}, ts_ns)
         elif arg:
             details["flags"] = arg
         if error:

@@ -37,7 +37,7 @@ SYSCALLS: dict[str, tuple[int, int | None]] = {
     "setxattr": (188, 5), "lsetxattr": (189, 6), "removexattr": (197, 14), "lremovexattr": (198, 15),
     "utimensat": (280, 88), "utimes": (235, None), "utime": (132, None),
     "clone3": (435, 435), "name_to_handle_at": (303, 264), "open_by_handle_at": (304, 265),
-    "chroot": (161, 51),
+    "chroot": (161, 51), "socket": (41, 198),
 }
 
 NOTIFIED = ("open", "openat", "openat2", "creat", "execve", "execveat", "unlink", "unlinkat", "rmdir",
@@ -71,8 +71,18 @@ class SeccompSpec:
         if arch not in ARCHES:
             raise ValueError(f"unsupported architecture {arch!r} (expected one of {', '.join(ARCHES)})")
         column = ARCHES.index(arch)
-        names = [*self.notified, *(n for n, _ in self.denied), *(n for n, *_ in self.denied_if_flags)]
+        # socket: the filter refuses datagram, raw and other families by its arguments
+        names = [*self.notified, *(n for n, _ in self.denied), *(n for n, *_ in self.denied_if_flags), "socket"]
         return {n: SYSCALLS[n][column] for n in names if SYSCALLS[n][column] is not None}
+
+    def refusals(self, arch: str) -> dict[int, int]:
+        """Syscall number -> errno of every refusal the supervisor records: the denied
+        syscalls, those denied by their flags, and ``socket`` (datagram, raw and other
+        families, when the network is not open); not the ENOSYS ones, which ask libc
+        to fall back (csrc/spawn_linux.c: refuse)."""
+        numbers = self.numbers(arch)
+        pairs = [*self.denied, *((n, e) for n, _, _, e in self.denied_if_flags), ("socket", errno.EACCES)]
+        return {numbers[n]: e for n, e in pairs if n in numbers and e != errno.ENOSYS}
 
     def to_json(self) -> dict[str, object]:
         return {"notified": self.notified,

@@ -40,9 +40,11 @@ ACTION_CLASSES: dict[str, str] = {
     "NetConnect": "network",
     "ToolCall": "tool",
     "KernelDenial": "kernel",
+    "SyscallDenied": "kernel",
 }
 LEDGER_KINDS = ("SessionStart", "SessionEnd", "PolicySnapshot", "Drop", "ObserverNote", "Checkpoint")
-_ACTION_ORDER = {name: i for i, name in enumerate([a.name for a in Action] + ["FileChange", "KernelDenial"])}
+_ACTION_ORDER = {name: i for i, name in
+                 enumerate([a.name for a in Action] + ["FileChange", "KernelDenial", "SyscallDenied"])}
 
 
 def utc(ts_ns: int) -> dt.datetime:

@@ -6,6 +6,7 @@ ProcessSpawn."""
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import subprocess
@@ -52,10 +53,43 @@ def test_bypass_does_not_read_the_secret(scenario: Scenario, attacks, name: str)
     assert_secret_safe(scenario, proc)
 
 
-def test_io_uring_setup_is_refused(scenario: Scenario, attacks):
+def refused(scenario: Scenario) -> list[tuple[str, str, int]]:
+    """The filter's refusals in the ledger: (syscall, deciding policy, errno)."""
+    return [(e.resource, e.policy_ids[0], e.details["errno"]) for e in scenario.entries(action="SyscallDenied")]
+
+
+def test_io_uring_setup_is_refused_and_recorded(scenario: Scenario, attacks):
     proc = scenario.run(read_attack(scenario, attacks, "io-uring"))
     outcome = results(proc.stdout)
     assert outcome and outcome[0][1] == "BLOCKED" and "io_uring_setup" in outcome[0][2], proc.stdout
+    assert ("io_uring_setup", "aegis-syscall-filter", errno.EPERM) in refused(scenario)
+
+
+def test_every_refusal_of_the_filter_is_in_the_ledger_with_its_process(scenario: Scenario):
+    """F10: the filter's own refusals (no Cedar action decides them) are recorded as
+    SyscallDenied with the process that tried; clone3's ENOSYS, which only makes libc
+    fall back to clone on every fork, is not."""
+    script = ("import ctypes, os, socket\n"
+              "libc = ctypes.CDLL(None, use_errno=True)\n"
+              "for family, kind in ((socket.AF_INET, socket.SOCK_DGRAM), (socket.AF_PACKET, socket.SOCK_RAW)):\n"
+              "    try:\n        socket.socket(family, kind)\n    except OSError as e:\n        print(e.errno)\n"
+              "print(libc.ptrace(16, os.getppid(), 0, 0), ctypes.get_errno())\n"   # PTRACE_ATTACH
+              "print(libc.unshare(0x10000000), ctypes.get_errno())\n"             # CLONE_NEWUSER
+              "pid = os.fork()\n"
+              "if pid == 0:\n    os._exit(0)\n"
+              "os.waitpid(pid, 0)\nprint(os.getpid())\n")
+    proc = scenario.run(["python3", "-c", script])
+    *codes, agent = proc.stdout.split()
+    assert codes == [str(errno.EACCES), str(errno.EACCES), "-1", str(errno.EPERM), "-1", str(errno.EPERM)], \
+        proc.stdout + proc.stderr
+    got = refused(scenario)
+    assert got == [("socket", "aegis-syscall-filter", errno.EACCES), ("socket", "aegis-syscall-filter", errno.EACCES),
+                   ("ptrace", "aegis-syscall-filter", errno.EPERM), ("unshare", "aegis-syscall-filter", errno.EPERM)]
+    entries = scenario.entries(action="SyscallDenied")
+    assert {e.executable for e in entries} == {entries[0].executable} and "python3" in entries[0].executable
+    assert entries[2].details["arg0"] == 16  # what was asked: PTRACE_ATTACH
+    assert all(e.decision == "deny" and e.pid > 0 for e in entries)
+    assert agent  # the fork went through clone3's ENOSYS and clone, unrecorded
 
 
 def test_new_user_and_mount_namespace_does_not_shed_the_policy(scenario: Scenario, attacks):
