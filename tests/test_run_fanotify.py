@@ -82,7 +82,8 @@ def test_a_policy_the_kernel_cannot_enforce_exactly_is_refused(tmp_path: Path, r
     create_config(paths.config_dir("ww"), "ww", "workspace-write", tmp_path)
     proc = run_aegis("run", "--config", "ww", "--observer", "fanotify", "--", "true", cwd=tmp_path)
     assert_one_line_error(proc)
-    assert "FileRead is looser in the kernel" in proc.stderr and "--observer seccomp" in proc.stderr
+    assert "the kernel allows more than the policy for FileRead" in proc.stderr
+    assert "--observer seccomp" in proc.stderr
 
 
 def test_running_from_inside_the_aegis_home_is_refused(tmp_path: Path, run_aegis) -> None:

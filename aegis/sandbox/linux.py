@@ -114,7 +114,9 @@ def check_fanotify_session(config: Config, policy: SessionPolicy, hidden: Sequen
     """The fanotify observer leaves files to Landlock: refuse it (with the reason) when
     the kernel cannot enforce this policy exactly, or when Aegis's own state would be
     reachable because it cannot be hidden from the agent."""
-    inexact = [*policy.not_enforced_by_kernel, *(f"{a} is looser in the kernel" for a in policy.kernel_looser)]
+    inexact = [*policy.not_enforced_by_kernel]
+    if policy.kernel_looser:
+        inexact.append(f"the kernel allows more than the policy for {', '.join(policy.kernel_looser)}")
     if inexact:
         raise AegisError("observer 'fanotify' leaves file decisions to the kernel, which cannot enforce this "
                          f"policy exactly ({'; '.join(inexact)}); use --observer seccomp")
