@@ -446,8 +446,10 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
         if init < 0:
             raise AegisError(f"cannot start {command[0]}: {errno_name(init)} while setting up the sandbox")
         session.init_pid, session.lifeline = init, lifeline[0]
-        pid = children_of(init)[0]  # the agent, waiting for its release: the init's only child
-        session.root_pid = pid
+        agent = children_of(init)  # the agent, waiting for its release: the init's only child
+        if not agent:
+            raise AegisError(f"cannot start {command[0]}: the sandboxed process ended before its release")
+        pid = session.root_pid = agent[0]
         harvester.attach(pid)
         if on_spawn is not None:
             on_spawn(session_id, pid)
