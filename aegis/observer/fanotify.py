@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import struct
 import time
 from pathlib import Path
 
@@ -26,6 +25,16 @@ from aegis.errors import AegisError
 from aegis.ledger import Event
 from aegis.native import errno_name, ffi, lib
 from aegis.observer.api import Observer
+from aegis.observer.records import (
+    EXE_AT,
+    EXE_MAX,
+    EXTRA_AT,
+    EXTRA_TRUNCATED,
+    HEADER,
+    PATH_AT,
+    PATH_TRUNCATED,
+    RecordRing,
+)
 
 RING_CAPACITY = 8192
 ATTACH_WAIT_S = 1.0
@@ -39,16 +48,6 @@ PSEUDO_FILESYSTEMS = frozenset({
 # fanotify mask bit -> name, for the event details.
 MASK_NAMES = {0x1: "access", 0x2: "modify", 0x8: "close_write", 0x20: "open", 0x40: "moved_from",
               0x80: "moved_to", 0x100: "create", 0x200: "delete", 0x1000: "open_exec", 0x40000000: "ondir"}
-BATCH = 1024
-# struct aegis_record (csrc/ring.h): the fixed header up to `exe`, then the strings.
-_HEADER = struct.Struct("=Q8iq4I")
-RECORD_SIZE = ffi.sizeof("struct aegis_record")
-_EXE_AT = ffi.offsetof("struct aegis_record", "exe")
-_PATH_AT = ffi.offsetof("struct aegis_record", "path")
-_EXTRA_AT = ffi.offsetof("struct aegis_record", "extra")
-AEGIS_REC_EXE_MAX = lib.AEGIS_REC_EXE_MAX
-if _HEADER.size != _EXE_AT:
-    raise ImportError("struct aegis_record changed (csrc/ring.h): update _HEADER in this module")
 _ACTION_NAMES = {a.value: a.name for a in Action}
 
 
@@ -124,12 +123,13 @@ class FanotifyObserver(Observer):
                  ring_capacity: int = RING_CAPACITY) -> None:
         self.session_id, self.principal = session_id, principal
         self.cgroup = cgroup or SessionCgroup(session_id)
-        self._ring = ffi.gc(lib.aegis_ring_new(ring_capacity), lib.aegis_ring_free)
-        if self._ring == ffi.NULL:
+        try:
+            self._records = RecordRing(ring_capacity)
+        except ValueError:
             self.cgroup.remove()
-            raise ValueError(f"ring capacity {ring_capacity} must be a power of two")
+            raise
         error = ffi.new("int *")
-        handle = lib.aegis_fan_new(self._ring, self.cgroup.relative.encode(),
+        handle = lib.aegis_fan_new(self._records.ring, self.cgroup.relative.encode(),
                                    lib.AEGIS_FAN_DEFAULT_MASK if mask is None else mask, error)
         if handle == ffi.NULL:
             self.cgroup.remove()
@@ -151,7 +151,6 @@ class FanotifyObserver(Observer):
         if rc != 0:
             self.stop()
             raise AegisError(f"cannot start the fanotify reader thread: {errno_name(rc)}")
-        self._batch = ffi.new("struct aegis_record[]", BATCH)
         self._stats = ffi.new("struct aegis_fan_stats *")
         self._final_stats: dict[str, int] = {}
         self._attached = False
@@ -175,29 +174,20 @@ class FanotifyObserver(Observer):
         self._tracked += 1
 
     def drain(self, max_events: int = 4096) -> list[Event]:
-        events: list[Event] = []
-        while len(events) < max_events:
-            n = lib.aegis_ring_pop(self._ring, self._batch, min(BATCH, max_events - len(events)))
-            if n == 0:
-                break
-            # One copy of the batch, then plain bytes slicing: per-field cffi access
-            # costs more than the rest of the conversion together.
-            raw = ffi.buffer(self._batch, n * RECORD_SIZE)[:]
-            events.extend(self._event(raw, i * RECORD_SIZE) for i in range(n))
-        return events
+        return self._records.drain(self._event, max_events)
 
     def _event(self, raw: bytes, at: int) -> Event:
         (ts_ns, pid, _tid, ppid, action, _decision, _policy, _nr, _err, mask, path_len, extra_len,
-         truncated, _reserved) = _HEADER.unpack_from(raw, at)
-        exe = raw[at + _EXE_AT: at + _EXE_AT + AEGIS_REC_EXE_MAX]
-        path = raw[at + _PATH_AT: at + _PATH_AT + path_len]
+         truncated, _reserved) = HEADER.unpack_from(raw, at)
+        exe = raw[at + EXE_AT: at + EXE_AT + EXE_MAX]
+        path = raw[at + PATH_AT: at + PATH_AT + path_len]
         details: dict[str, object] = {"fanotify": list(_mask_names(mask))}
-        if truncated & lib.AEGIS_REC_PATH_TRUNCATED:
+        if truncated & PATH_TRUNCATED:
             details["path_truncated"] = True
         if action == Action.ProcessSpawn:
-            extra = raw[at + _EXTRA_AT: at + _EXTRA_AT + extra_len]
+            extra = raw[at + EXTRA_AT: at + EXTRA_AT + extra_len]
             details["argv"] = [os.fsdecode(a) for a in extra.split(b"\0")] if extra_len else []
-            if truncated & lib.AEGIS_REC_EXTRA_TRUNCATED:
+            if truncated & EXTRA_TRUNCATED:
                 details["argv_truncated"] = True
         return Event(action=_ACTION_NAMES[action], resource=os.fsdecode(path), decision="allow",
                      session_id=self.session_id, principal=self.principal, pid=pid, ppid=ppid,
@@ -205,7 +195,7 @@ class FanotifyObserver(Observer):
                      ts_ns=ts_ns)
 
     def take_dropped(self) -> int:
-        return int(lib.aegis_ring_take_dropped(self._ring))
+        return self._records.take_dropped()
 
     def finished(self) -> bool:
         """True once the cgroup is empty and the reader has drained the kernel queue

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +18,16 @@ from aegis.actions import Action, Decision
 from aegis.ledger import Event
 from aegis.native import ffi, lib
 from aegis.observer.api import Observer
+from aegis.observer.records import (
+    EXE_AT,
+    EXE_MAX,
+    EXTRA_AT,
+    EXTRA_TRUNCATED,
+    HEADER,
+    PATH_AT,
+    PATH_TRUNCATED,
+    RecordRing,
+)
 from aegis.policy.seccomp import SeccompSpec
 
 if TYPE_CHECKING:
@@ -32,22 +41,10 @@ RING_CAPACITY = 8192
 SYSCALL_DENIED = "SyscallDenied"
 _ACTION_NAMES = {int(a): a.name for a in Action} | {lib.AEGIS_ACT_SYSCALL_REFUSED: SYSCALL_DENIED}
 _ALLOW = int(Decision.allow)
-_PATH_TRUNCATED = lib.AEGIS_REC_PATH_TRUNCATED
-_EXTRA_TRUNCATED = lib.AEGIS_REC_EXTRA_TRUNCATED
-_EXE_MAX = lib.AEGIS_REC_EXE_MAX
 _GUARD = lib.AEGIS_POLICY_GUARD
 _GUARD_REASON = "guard: Aegis's own state and processes outside the sandbox are never reachable"
 _REFUSAL_REASON = "refused by the filter whatever the policy: a way around observation or the sandbox"
 RING_WAIT_MS = 200
-# struct aegis_record (csrc/ring.h) read as bytes: the fixed header, then exe, path, extra.
-_HEADER = struct.Struct("<Q8iq4I")
-_RECORD_SIZE = ffi.sizeof("struct aegis_record")
-_EXE_AT = ffi.offsetof("struct aegis_record", "exe")
-_PATH_AT = ffi.offsetof("struct aegis_record", "path")
-_EXTRA_AT = ffi.offsetof("struct aegis_record", "extra")
-if (_HEADER.size, ffi.offsetof("struct aegis_record", "arg"), ffi.offsetof("struct aegis_record", "truncated")) \
-        != (_EXE_AT, 40, 56):
-    raise ImportError("struct aegis_record (csrc/ring.h) no longer matches the layout read by drain()")
 
 # residual(action, path, pid, executable) -> (allowed, deciding policy id or None, evaluation errors)
 ResidualDecider = Callable[[Action, str, int, str], tuple[bool, str | None, Sequence[str]]]
@@ -105,10 +102,7 @@ class SeccompObserver(Observer):
         self.session_id, self.principal = session_id, principal
         self.policy_ids = list(policy_ids)
         self._syscalls = syscall_names()
-        self._ring = ffi.gc(lib.aegis_ring_new(ring_capacity), lib.aegis_ring_free)
-        if self._ring == ffi.NULL:
-            raise ValueError(f"ring capacity {ring_capacity} must be a power of two")
-        self._batch = ffi.new("struct aegis_record[]", 1024)
+        self._records = RecordRing(ring_capacity)
         self._residual = residual
         self._callback = ffi.callback("int(int, char *, int, char *, int *)", self._decide_residual,
                                       error=int(Decision.deny))
@@ -124,7 +118,7 @@ class SeccompObserver(Observer):
             ffi.memmove(rules[i].addr, packed, len(packed))
         config = ffi.new("struct aegis_observer_config *")
         config.listener_fd = listener_fd
-        config.ring = self._ring
+        config.ring = self._records.ring
         config.table = table if table is not None else ffi.NULL
         config.decide = (ffi.cast("aegis_decide_fn", ffi.addressof(lib, "aegis_dtable_decide"))
                          if table is not None else ffi.NULL)
@@ -166,37 +160,28 @@ class SeccompObserver(Observer):
         return int(Decision.allow if allowed else Decision.deny)
 
     def drain(self, max_events: int = 4096) -> list[Event]:
-        events: list[Event] = []
-        while len(events) < max_events:
-            n = lib.aegis_ring_pop(self._ring, self._batch, min(1024, max_events - len(events)))
-            if n == 0:
-                break
-            # One copy of the batch, then plain bytes slicing: far cheaper per record
-            # than a dozen cffi field accesses.
-            data = ffi.buffer(self._batch, n * _RECORD_SIZE)[:]
-            events.extend(self._event(data, i * _RECORD_SIZE) for i in range(n))
-        return events
+        return self._records.drain(self._event, max_events)
 
     def _event(self, data: bytes, at: int) -> Event:
         # The hot path of the consumer (one call per observed syscall): constants and
         # strings that repeat (executables, sources, policy ids) are looked up, not
         # rebuilt, and the Event is built positionally (its field order).
         (ts_ns, pid, _tid, ppid, action_code, decision, index, syscall_nr, error, arg, path_len, extra_len,
-         truncated, _reserved) = _HEADER.unpack_from(data, at)
+         truncated, _reserved) = HEADER.unpack_from(data, at)
         action = _ACTION_NAMES[action_code]
-        start = at + _PATH_AT
+        start = at + PATH_AT
         path = data[start:start + path_len].decode("utf-8", "surrogateescape")
-        start = at + _EXE_AT
-        raw_exe = data[start:data.index(b"\0", start, start + _EXE_MAX)]
+        start = at + EXE_AT
+        raw_exe = data[start:data.index(b"\0", start, start + EXE_MAX)]
         executable = self._exe_names.get(raw_exe)
         if executable is None:
             executable = self._exe_names[raw_exe] = raw_exe.decode("utf-8", "surrogateescape")
-        details: dict[str, object] = {"path_truncated": True} if truncated & _PATH_TRUNCATED else {}
+        details: dict[str, object] = {"path_truncated": True} if truncated & PATH_TRUNCATED else {}
         if action == "ProcessSpawn":
-            start = at + _EXTRA_AT
+            start = at + EXTRA_AT
             argv = data[start:start + extra_len].split(b"\0") if extra_len else []
             details["argv"] = [a.decode("utf-8", "surrogateescape") for a in argv]
-            if truncated & _EXTRA_TRUNCATED:
+            if truncated & EXTRA_TRUNCATED:
                 details["argv_truncated"] = True
         elif action == "ProcessExit":  # not a decision: the process is leaving
             details["exit_code"] = arg
@@ -219,7 +204,7 @@ class SeccompObserver(Observer):
                      _GUARD_REASON if index == _GUARD else "", details, ts_ns)
 
     def take_dropped(self) -> int:
-        return int(lib.aegis_ring_take_dropped(self._ring))
+        return self._records.take_dropped()
 
     def _read_stats(self):  # noqa: ANN202
         lib.aegis_observer_get_stats(self._handle, self._stats)
