@@ -552,6 +552,22 @@ struct fifo_open {
     size_t resp_size;
 };
 
+/* A thread of its own for one call that may block (a FIFO open, a connect), so
+ * that the supervisor keeps serving; detached: it answers the agent and frees
+ * its state itself. Returns 0 or an errno. */
+static int start_detached(void *(*run)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    pthread_t thread;
+    int rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        rc = pthread_create(&thread, &attr, run, arg);
+        pthread_attr_destroy(&attr);
+    }
+    return rc;
+}
+
 static void *fifo_opener(void *arg)
 {
     struct fifo_open *f = arg;
@@ -578,14 +594,7 @@ static int open_fifo_in_thread(struct aegis_observer *obs, uint64_t id, int prob
         return -ENOMEM;
     *f = (struct fifo_open){.listener = fcntl(obs->cfg.listener_fd, F_DUPFD_CLOEXEC, 0), .probe = probe,
                             .flags = flags, .newfd_flags = newfd_flags, .id = id, .resp_size = obs->resp_size};
-    pthread_attr_t attr;
-    pthread_t thread;
-    int rc = f->listener < 0 ? errno : pthread_attr_init(&attr);
-    if (rc == 0) {
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        rc = pthread_create(&thread, &attr, fifo_opener, f);
-        pthread_attr_destroy(&attr);
-    }
+    int rc = f->listener < 0 ? errno : start_detached(fifo_opener, f);
     if (rc != 0) {
         if (f->listener >= 0)
             close(f->listener);
@@ -807,14 +816,7 @@ static int net_on_behalf(struct aegis_observer *obs, const struct seccomp_notif 
         *c = (struct net_call){.listener = fcntl(obs->cfg.listener_fd, F_DUPFD_CLOEXEC, 0), .sock = sock,
                                .nr = (int)req->data.nr, .id = req->id, .resp_size = obs->resp_size, .len = len};
         memcpy(&c->addr, addr, sizeof(c->addr));
-        pthread_attr_t attr;
-        pthread_t thread;
-        int rc = c->listener < 0 ? errno : pthread_attr_init(&attr);
-        if (rc == 0) {
-            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            rc = pthread_create(&thread, &attr, net_caller, c);
-            pthread_attr_destroy(&attr);
-        }
+        int rc = c->listener < 0 ? errno : start_detached(net_caller, c);
         if (rc == 0) {
             atomic_fetch_add(&obs->on_behalf, 1);
             return ANSWERED;
