@@ -331,6 +331,7 @@ class _Session:
         Returns the processes ended and those that would not die before the deadline."""
         ended: list[int] = []
         start = time.monotonic()
+        pause = 0.001  # the usual wait is the observer's last read, a millisecond or two: look again soon
         while True:
             self.flush()
             kids = children_of(self.init_pid)
@@ -346,7 +347,8 @@ class _Session:
                     os.kill(kid, sig)
                 except ProcessLookupError:
                     pass
-            time.sleep(DRAIN_INTERVAL_S)  # the init reaps them
+            time.sleep(pause)  # the init reaps them
+            pause = min(pause * 2, DRAIN_INTERVAL_S)
 
 
 def _residual_decider(policy: SessionPolicy, principal: str, session_id: str):  # noqa: ANN202 (ResidualDecider)
