@@ -33,6 +33,8 @@ class Action(enum.IntEnum):
 
 
 FILE_ACTIONS = (Action.FileRead, Action.FileWrite, Action.FileDelete, Action.DirCreate, Action.DirList)
+# The actions that change what is on disk (csrc/record_lines.c keeps the same three).
+MUTATING_ACTIONS = frozenset({"FileWrite", "FileDelete", "DirCreate"})
 
 
 class Decision(enum.IntEnum):

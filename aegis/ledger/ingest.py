@@ -1,7 +1,8 @@
 """Appending a batch of events to the entries table, with no Python per row.
 
 A batch is encoded in chunks. Each chunk is one buffer of newline-separated
-canonical records (``encode_lines``) that C chains in one call (``chain_lines``,
+canonical records (``encode_lines``, or already encoded by the observers' C
+encoder, aegis/observer/lines.py) that C chains in one call (``chain_lines``,
 which also writes where each record starts and its length) and SQLite inserts in
 one statement that slices each record and its hash out of the blobs. A record is
 stored as exactly the bytes that were hashed (a slice of the hashed buffer, cast
@@ -17,7 +18,7 @@ import functools
 import queue
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aegis.ledger.canonical import encode_lines
@@ -87,24 +88,34 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[Any], kind: str, pr
     """Insert ``events`` as entries ``first``, ``first + 1``, ... chained after the
     hash ``prev``. The caller holds the write transaction."""
     chunks = [events[i:i + CHUNK] for i in range(0, len(events), CHUNK)]
+    insert_lines(conn, ((encode_lines(chunk, kind, principal, now), len(chunk)) for chunk in chunks), first, prev,
+                 several=len(chunks) > 1)
 
-    def params(chunk: Sequence[Any], seq: int, prev: bytes) -> tuple[dict[str, Any], bytes]:
-        records = encode_lines(chunk, kind, principal, now)
-        chain, spans = chain_lines(prev, records, len(chunk))
-        return {"first": seq, "rows": _rows(len(chunk)), "records": records, "spans": spans, "chain": chain}, \
+
+def insert_lines(conn: sqlite3.Connection, chunks: Iterable[tuple[bytes, int]], first: int, prev: bytes, *,
+                 several: bool) -> None:
+    """Insert canonical records, given as chunks of (newline-separated records, how
+    many), as entries ``first``, ``first + 1``, ... chained after the hash ``prev``;
+    ``several`` when there may be more than one chunk, to overlap them on a worker
+    thread. The caller holds the write transaction."""
+    def params(records: bytes, n: int, seq: int, prev: bytes) -> tuple[dict[str, Any], bytes]:
+        chain, spans = chain_lines(prev, records, n)
+        return {"first": seq, "rows": _rows(n), "records": records, "spans": spans, "chain": chain}, \
             chain[-HASH_LEN:]
 
-    if len(chunks) <= 1:
-        if chunks:
-            conn.execute(INSERT_CHUNK, params(chunks[0], first, prev)[0])
+    if not several:
+        for records, n in chunks:
+            chunk_params, prev = params(records, n, first, prev)
+            conn.execute(INSERT_CHUNK, chunk_params)
+            first += n
         return
     inserter = _Inserter(conn)
     inserter.start()
     try:
-        for chunk in chunks:
-            chunk_params, prev = params(chunk, first, prev)
+        for records, n in chunks:
+            chunk_params, prev = params(records, n, first, prev)
             if not inserter.insert(chunk_params):
                 break
-            first += len(chunk)
+            first += n
     finally:
         inserter.finish()

@@ -24,7 +24,7 @@ from aegis.ledger import storage
 from aegis.ledger.canonical import FIELD_INDEX, policy_hash
 from aegis.ledger.chain import GENESIS, HASH_LEN
 from aegis.ledger.checkpoints import write_checkpoint
-from aegis.ledger.ingest import insert_events
+from aegis.ledger.ingest import insert_events, insert_lines
 from aegis.ledger.model import (
     KIND_EVENT,
     KIND_POLICY,
@@ -137,15 +137,20 @@ class Ledger:
             raise AegisError(f"ledger event {event.action!r}: decision must be one of "
                              f"{', '.join(DECISIONS)}, got {event.decision!r}")
 
-    def _insert_locked(self, events: Sequence[Event], kind: str) -> list[int]:
-        """Encode, chain and insert ``events``; the caller holds the write transaction,
-        so the tip read here is still the tip when the batch commits."""
-        self._check_decisions(events)
+    def _tip(self) -> tuple[int, bytes]:
+        """(sequence number of the next entry, chain hash it follows); the caller holds
+        the write transaction, so the tip read here is still the tip when it commits."""
         tip = self._conn.execute(f"SELECT seq, {HASH} FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         first, prev = (tip[0] + 1, tip[1]) if tip else (1, GENESIS)
         if len(prev) != HASH_LEN:
             raise AegisError(f"{self.path}: the hash of entry {first - 1} is damaged, cannot append after it "
                              "(see aegis audit verify)")
+        return first, prev
+
+    def _insert_locked(self, events: Sequence[Event], kind: str) -> list[int]:
+        """Encode, chain and insert ``events``; the caller holds the write transaction."""
+        self._check_decisions(events)
+        first, prev = self._tip()
         insert_events(self._conn, events, kind, self.principal, time.time_ns(), first, prev)
         return list(range(first, first + len(events)))
 
@@ -158,6 +163,19 @@ class Ledger:
     def append(self, events: Sequence[Event]) -> list[int]:
         """Append ``events`` as one chained transaction; returns their sequence numbers."""
         return self._append(events, KIND_EVENT)
+
+    def append_encoded(self, segments: Sequence[tuple[bytes, int]]) -> range:
+        """Append records already in canonical form, as one chained transaction;
+        returns their sequence numbers. ``segments`` are (newline-separated records,
+        how many) as the observers' C encoder writes them (aegis/observer/lines.py),
+        which is the only writer trusted to: the records are stored as given."""
+        total = sum(n for _, n in segments)
+        if not total:
+            return range(0)
+        with self._write_transaction():
+            first, prev = self._tip()
+            insert_lines(self._conn, [s for s in segments if s[1]], first, prev, several=len(segments) > 1)
+        return range(first, first + total)
 
     def begin_session(self, *, command: list[str], cwd: str, policy_hash: str, observer: str, config: str,
                       details: dict | None = None) -> str:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from aegis.actions import MUTATING_ACTIONS
 from aegis.ledger import Event
 
 if TYPE_CHECKING:
@@ -54,8 +55,6 @@ CHUNK_BYTES = 1 << 20
 RACY_WINDOW_NS = 2_000_000_000
 STORE_FILE = "snapshots.sqlite"
 STORE_KEEP = 5
-# The observer actions that explain a change on disk.
-MUTATING_ACTIONS = frozenset({"FileWrite", "FileDelete", "DirCreate"})
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 

@@ -25,6 +25,7 @@ from aegis.errors import AegisError
 from aegis.ledger import Event
 from aegis.native import errno_name, ffi, lib
 from aegis.observer.api import Observer
+from aegis.observer.lines import ACTION_NAMES, MASK_NAMES, ORIGIN_FANOTIFY, LineEncoder, RingSource
 from aegis.observer.records import (
     EXE_AT,
     EXE_MAX,
@@ -45,10 +46,6 @@ PSEUDO_FILESYSTEMS = frozenset({
     "mqueue", "hugetlbfs", "fusectl", "configfs", "autofs", "binfmt_misc", "nsfs", "rpc_pipefs",
     "efivarfs", "selinuxfs",
 })
-# fanotify mask bit -> name, for the event details.
-MASK_NAMES = {0x1: "access", 0x2: "modify", 0x8: "close_write", 0x20: "open", 0x40: "moved_from",
-              0x80: "moved_to", 0x100: "create", 0x200: "delete", 0x1000: "open_exec", 0x40000000: "ondir"}
-_ACTION_NAMES = {a.value: a.name for a in Action}
 
 
 @functools.lru_cache(maxsize=256)
@@ -114,6 +111,33 @@ class SessionCgroup:
         self.path.rmdir()
 
 
+class FanotifyRecords:
+    """Makes Events of the fanotify reader's ring records (the Python way; see
+    aegis.observer.lines)."""
+
+    def __init__(self, session_id: str, principal: str) -> None:
+        self.session_id, self.principal = session_id, principal
+
+    def event(self, raw: bytes, at: int) -> Event:
+        """The Event of the record at ``raw[at:]``."""
+        (ts_ns, pid, _tid, ppid, action, _decision, _policy, _nr, _err, mask, path_len, extra_len,
+         truncated, _reserved) = HEADER.unpack_from(raw, at)
+        exe = raw[at + EXE_AT: at + EXE_AT + EXE_MAX]
+        path = raw[at + PATH_AT: at + PATH_AT + path_len]
+        details: dict[str, object] = {"fanotify": list(_mask_names(mask))}
+        if truncated & PATH_TRUNCATED:
+            details["path_truncated"] = True
+        if action == Action.ProcessSpawn:
+            extra = raw[at + EXTRA_AT: at + EXTRA_AT + extra_len]
+            details["argv"] = [os.fsdecode(a) for a in extra.split(b"\0")] if extra_len else []
+            if truncated & EXTRA_TRUNCATED:
+                details["argv_truncated"] = True
+        return Event(action=ACTION_NAMES[action], resource=os.fsdecode(path), decision="allow",
+                     session_id=self.session_id, principal=self.principal, pid=pid, ppid=ppid,
+                     executable=os.fsdecode(exe[: exe.find(b"\0")]), source="fanotify", details=details,
+                     ts_ns=ts_ns)
+
+
 class FanotifyObserver(Observer):
     name = "fanotify"
     pid_attribution = True
@@ -122,6 +146,8 @@ class FanotifyObserver(Observer):
                  mounts: list[str] | None = None, mask: int | None = None,
                  ring_capacity: int = RING_CAPACITY) -> None:
         self.session_id, self.principal = session_id, principal
+        self._words = FanotifyRecords(session_id, principal)
+        self.line_encoder = LineEncoder(session_id, principal)
         self.cgroup = cgroup or SessionCgroup(session_id)
         try:
             self._records = RecordRing(ring_capacity)
@@ -174,25 +200,10 @@ class FanotifyObserver(Observer):
         self._tracked += 1
 
     def drain(self, max_events: int = 4096) -> list[Event]:
-        return self._records.drain(self._event, max_events)
+        return self._records.drain(self._words.event, max_events)
 
-    def _event(self, raw: bytes, at: int) -> Event:
-        (ts_ns, pid, _tid, ppid, action, _decision, _policy, _nr, _err, mask, path_len, extra_len,
-         truncated, _reserved) = HEADER.unpack_from(raw, at)
-        exe = raw[at + EXE_AT: at + EXE_AT + EXE_MAX]
-        path = raw[at + PATH_AT: at + PATH_AT + path_len]
-        details: dict[str, object] = {"fanotify": list(_mask_names(mask))}
-        if truncated & PATH_TRUNCATED:
-            details["path_truncated"] = True
-        if action == Action.ProcessSpawn:
-            extra = raw[at + EXTRA_AT: at + EXTRA_AT + extra_len]
-            details["argv"] = [os.fsdecode(a) for a in extra.split(b"\0")] if extra_len else []
-            if truncated & EXTRA_TRUNCATED:
-                details["argv_truncated"] = True
-        return Event(action=_ACTION_NAMES[action], resource=os.fsdecode(path), decision="allow",
-                     session_id=self.session_id, principal=self.principal, pid=pid, ppid=ppid,
-                     executable=os.fsdecode(exe[: exe.find(b"\0")]), source="fanotify", details=details,
-                     ts_ns=ts_ns)
+    def ring_sources(self) -> list[RingSource] | None:
+        return [lambda n: self._records.pop(n, ORIGIN_FANOTIFY, self._words.event)]
 
     def take_dropped(self) -> int:
         return self._records.take_dropped()

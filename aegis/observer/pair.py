@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aegis.ledger import Event
 from aegis.observer.api import Observer
+from aegis.observer.lines import RingSource
 
 
 class ObserverPair(Observer):
@@ -19,12 +20,18 @@ class ObserverPair(Observer):
         self.recorder, self.supervisor = recorder, supervisor
         self.name = recorder.name
         self.pid_attribution = recorder.pid_attribution
+        self.principal = supervisor.principal
+        self.line_encoder = supervisor.line_encoder  # it words both (policy ids are the supervisor's)
 
     def drain(self, max_events: int = 4096) -> list[Event]:
         events = self.supervisor.drain(max_events)
         events += self.recorder.drain(max_events - len(events))
         events.sort(key=lambda e: e.ts_ns or 0)
         return events
+
+    def ring_sources(self) -> list[RingSource] | None:
+        supervisor, recorder = self.supervisor.ring_sources(), self.recorder.ring_sources()
+        return None if supervisor is None or recorder is None else supervisor + recorder
 
     def take_dropped(self) -> int:
         return self.recorder.take_dropped() + self.supervisor.take_dropped()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aegis.ledger import Event
 from aegis.native import ffi, lib
@@ -26,6 +28,17 @@ if (HEADER.size, ffi.offsetof("struct aegis_record", "arg"), ffi.offsetof("struc
     raise ImportError("struct aegis_record (csrc/ring.h) no longer matches the layout read here")
 
 
+@dataclass
+class RecordBatch:
+    """Records just taken from a ring: which observer made them (``AEGIS_ORIGIN_*``)
+    and its converter of one record to an Event (``convert(data, offset)``)."""
+
+    records: Any  # cdata "struct aegis_record *", valid until the ring's next pop
+    count: int
+    origin: int
+    convert: Callable[[bytes, int], Event]
+
+
 class RecordRing:
     """A ring of ``capacity`` records (a power of two) and the batch buffer to drain it."""
 
@@ -35,11 +48,16 @@ class RecordRing:
             raise ValueError(f"ring capacity {capacity} must be a power of two")
         self._batch = ffi.new("struct aegis_record[]", BATCH)
 
+    def pop(self, max_records: int, origin: int, convert: Callable[[bytes, int], Event]) -> RecordBatch:
+        """Up to ``max_records`` (at most BATCH) records, oldest first, into the batch buffer."""
+        n = lib.aegis_ring_pop(self.ring, self._batch, min(BATCH, max_records))
+        return RecordBatch(self._batch, n, origin, convert)
+
     def drain(self, convert: Callable[[bytes, int], Event], max_events: int) -> list[Event]:
         """Up to ``max_events`` records, oldest first, each made an Event by ``convert(data, offset)``."""
         events: list[Event] = []
         while len(events) < max_events:
-            n = lib.aegis_ring_pop(self.ring, self._batch, min(BATCH, max_events - len(events)))
+            n = self.pop(max_events - len(events), 0, convert).count
             if n == 0:
                 break
             data = ffi.buffer(self._batch, n * RECORD_SIZE)[:]

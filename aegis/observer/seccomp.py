@@ -18,6 +18,18 @@ from aegis.actions import Action, Decision
 from aegis.ledger import Event
 from aegis.native import ffi, lib
 from aegis.observer.api import Observer
+from aegis.observer.lines import (
+    ACTION_NAMES,
+    GUARD_REASON,
+    ORIGIN_SECCOMP,
+    REFUSAL_POLICY,
+    REFUSAL_REASON,
+    SYSCALL_DENIED,
+    LineEncoder,
+    RingSource,
+    policy_names,
+    syscall_names,
+)
 from aegis.observer.records import (
     EXE_AT,
     EXE_MAX,
@@ -33,17 +45,9 @@ from aegis.policy.seccomp import SeccompSpec
 if TYPE_CHECKING:
     import ipaddress
 
-GUARD_POLICY = "aegis-home-guard"
-REFUSAL_POLICY = "aegis-syscall-filter"  # the refusals of the filter itself (SyscallDenied)
-NETLIST_POLICY = "allowed_network"
 RING_CAPACITY = 8192
-# Record kinds: the Cedar actions, and the refusals of the filter itself.
-SYSCALL_DENIED = "SyscallDenied"
-_ACTION_NAMES = {int(a): a.name for a in Action} | {lib.AEGIS_ACT_SYSCALL_REFUSED: SYSCALL_DENIED}
 _ALLOW = int(Decision.allow)
 _GUARD = lib.AEGIS_POLICY_GUARD
-_GUARD_REASON = "guard: Aegis's own state and processes outside the sandbox are never reachable"
-_REFUSAL_REASON = "refused by the filter whatever the policy: a way around observation or the sandbox"
 RING_WAIT_MS = 200
 
 # residual(action, path, pid, executable) -> (allowed, deciding policy id or None, evaluation errors)
@@ -84,10 +88,59 @@ def parse_allowed_network(entries: Sequence[str]) -> list[NetRule]:
     return rules
 
 
-def syscall_names() -> dict[int, str]:
-    """Syscall number -> name for what this machine's filter notifies or refuses."""
-    spec = SeccompSpec()
-    return {nr: name for name, nr in spec.numbers(os.uname().machine).items()}
+class SupervisorRecords:
+    """Makes Events of the supervisor's ring records (the Python way; see
+    aegis.observer.lines), with the evaluation errors of residual decisions."""
+
+    def __init__(self, session_id: str, principal: str, policy_ids: Sequence[str]) -> None:
+        self.session_id, self.principal = session_id, principal
+        self.syscalls = syscall_names()
+        self.policy_names = policy_names(policy_ids)
+        self.exe_names: dict[bytes, str] = {}
+        # (pid, path) -> errors of a residual decision, until its record is read
+        self.residual_errors: dict[tuple[int, str], list[str]] = {}
+
+    def event(self, data: bytes, at: int) -> Event:
+        """The Event of the record at ``data[at:]``."""
+        # The hot path of the consumer (one call per observed syscall): constants and
+        # strings that repeat (executables, sources, policy ids) are looked up, not
+        # rebuilt, and the Event is built positionally (its field order).
+        (ts_ns, pid, _tid, ppid, action_code, decision, index, syscall_nr, error, arg, path_len, extra_len,
+         truncated, _reserved) = HEADER.unpack_from(data, at)
+        action = ACTION_NAMES[action_code]
+        start = at + PATH_AT
+        path = data[start:start + path_len].decode("utf-8", "surrogateescape")
+        start = at + EXE_AT
+        raw_exe = data[start:data.index(b"\0", start, start + EXE_MAX)]
+        executable = self.exe_names.get(raw_exe)
+        if executable is None:
+            executable = self.exe_names[raw_exe] = raw_exe.decode("utf-8", "surrogateescape")
+        details: dict[str, object] = {"path_truncated": True} if truncated & PATH_TRUNCATED else {}
+        if action == "ProcessSpawn":
+            start = at + EXTRA_AT
+            argv = data[start:start + extra_len].split(b"\0") if extra_len else []
+            details["argv"] = [a.decode("utf-8", "surrogateescape") for a in argv]
+            if truncated & EXTRA_TRUNCATED:
+                details["argv_truncated"] = True
+        elif action == "ProcessExit":  # not a decision: the process is leaving
+            details["exit_code"] = arg
+            return Event(action, executable, "info", self.session_id, self.principal, pid, ppid, executable,
+                         "exit_group", [], [], "", details, ts_ns)
+        elif action == "NetConnect":
+            details["port"] = arg
+        elif action == SYSCALL_DENIED:  # the resource is the syscall; its first argument says how
+            name = self.syscalls.get(syscall_nr) or str(syscall_nr)
+            return Event(action, name, "deny", self.session_id, self.principal, pid, ppid, executable, name,
+                         [REFUSAL_POLICY], [], REFUSAL_REASON, {"arg0": arg, "errno": error}, ts_ns)
+        elif arg:
+            details["flags"] = arg
+        if error:
+            details["errno"] = error
+        errors = self.residual_errors.pop((pid, path), []) if self.residual_errors else []
+        source = self.syscalls.get(syscall_nr) or str(syscall_nr)
+        return Event(action, path, "allow" if decision == _ALLOW else "deny", self.session_id, self.principal,
+                     pid, ppid, executable, source, list(self.policy_names.get(index, ())), errors,
+                     GUARD_REASON if index == _GUARD else "", details, ts_ns)
 
 
 class SeccompObserver(Observer):
@@ -101,12 +154,11 @@ class SeccompObserver(Observer):
                  ring_wait_ms: int = RING_WAIT_MS) -> None:
         self.session_id, self.principal = session_id, principal
         self.policy_ids = list(policy_ids)
-        self._syscalls = syscall_names()
+        self._words = SupervisorRecords(session_id, principal, self.policy_ids)
         self._records = RecordRing(ring_capacity)
         self._residual = residual
         self._callback = ffi.callback("int(int, char *, int, char *, int *)", self._decide_residual,
                                       error=int(Decision.deny))
-        self._residual_errors: dict[tuple[int, str], list[str]] = {}
         self._keep = [ffi.new("char[]", os.fsencode(p)) for p in protected_paths]
         protected = ffi.new("const char *[]", self._keep or [ffi.NULL])
         rules = ffi.new("struct aegis_net_rule[]", max(len(net_rules), 1))
@@ -140,10 +192,7 @@ class SeccompObserver(Observer):
             raise OSError(error[0], f"cannot start the seccomp observer: {os.strerror(error[0])}")
         self._handle = handle
         self._stats = ffi.new("struct aegis_observer_stats *")
-        self._exe_names: dict[bytes, str] = {}
-        self._policy_names: dict[int, tuple[str, ...]] = {i: (pid,) for i, pid in enumerate(self.policy_ids)}
-        self._policy_names[lib.AEGIS_POLICY_GUARD] = (GUARD_POLICY,)
-        self._policy_names[lib.AEGIS_POLICY_NETLIST] = (NETLIST_POLICY,)
+        self.line_encoder = LineEncoder(session_id, principal, self.policy_ids)
 
     # -- slow path, called from the C thread (cffi takes the GIL) --
     def _decide_residual(self, action: int, path: bytes, pid: int, exe: bytes, policy_index) -> int:
@@ -156,52 +205,16 @@ class SeccompObserver(Observer):
             allowed, policy_id, errors = False, None, [f"residual evaluation failed: {exc}"]
         policy_index[0] = self.policy_ids.index(policy_id) if policy_id in self.policy_ids else -1
         if errors:
-            self._residual_errors[(pid, text)] = list(errors)
+            self._words.residual_errors[(pid, text)] = list(errors)
         return int(Decision.allow if allowed else Decision.deny)
 
     def drain(self, max_events: int = 4096) -> list[Event]:
-        return self._records.drain(self._event, max_events)
+        return self._records.drain(self._words.event, max_events)
 
-    def _event(self, data: bytes, at: int) -> Event:
-        # The hot path of the consumer (one call per observed syscall): constants and
-        # strings that repeat (executables, sources, policy ids) are looked up, not
-        # rebuilt, and the Event is built positionally (its field order).
-        (ts_ns, pid, _tid, ppid, action_code, decision, index, syscall_nr, error, arg, path_len, extra_len,
-         truncated, _reserved) = HEADER.unpack_from(data, at)
-        action = _ACTION_NAMES[action_code]
-        start = at + PATH_AT
-        path = data[start:start + path_len].decode("utf-8", "surrogateescape")
-        start = at + EXE_AT
-        raw_exe = data[start:data.index(b"\0", start, start + EXE_MAX)]
-        executable = self._exe_names.get(raw_exe)
-        if executable is None:
-            executable = self._exe_names[raw_exe] = raw_exe.decode("utf-8", "surrogateescape")
-        details: dict[str, object] = {"path_truncated": True} if truncated & PATH_TRUNCATED else {}
-        if action == "ProcessSpawn":
-            start = at + EXTRA_AT
-            argv = data[start:start + extra_len].split(b"\0") if extra_len else []
-            details["argv"] = [a.decode("utf-8", "surrogateescape") for a in argv]
-            if truncated & EXTRA_TRUNCATED:
-                details["argv_truncated"] = True
-        elif action == "ProcessExit":  # not a decision: the process is leaving
-            details["exit_code"] = arg
-            return Event(action, executable, "info", self.session_id, self.principal, pid, ppid, executable,
-                         "exit_group", [], [], "", details, ts_ns)
-        elif action == "NetConnect":
-            details["port"] = arg
-        elif action == SYSCALL_DENIED:  # the resource is the syscall; its first argument says how
-            name = self._syscalls.get(syscall_nr) or str(syscall_nr)
-            return Event(action, name, "deny", self.session_id, self.principal, pid, ppid, executable, name,
-                         [REFUSAL_POLICY], [], _REFUSAL_REASON, {"arg0": arg, "errno": error}, ts_ns)
-        elif arg:
-            details["flags"] = arg
-        if error:
-            details["errno"] = error
-        errors = self._residual_errors.pop((pid, path), []) if self._residual_errors else []
-        source = self._syscalls.get(syscall_nr) or str(syscall_nr)
-        return Event(action, path, "allow" if decision == _ALLOW else "deny", self.session_id, self.principal,
-                     pid, ppid, executable, source, list(self._policy_names.get(index, ())), errors,
-                     _GUARD_REASON if index == _GUARD else "", details, ts_ns)
+    def ring_sources(self) -> list[RingSource] | None:
+        if self._words.residual_errors:  # evaluation errors ride on their events: the Python way
+            return None
+        return [lambda n: self._records.pop(n, ORIGIN_SECCOMP, self._words.event)]
 
     def take_dropped(self) -> int:
         return self._records.take_dropped()

@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aegis import paths
-from aegis.actions import Action
+from aegis.actions import MUTATING_ACTIONS, Action
 from aegis.config import Config
 from aegis.errors import AegisError
 from aegis.ledger import Event, Ledger, open_ledger
 from aegis.native import errno_name, ffi, lib
 from aegis.nets.landlock_audit import DenialHarvester
-from aegis.nets.snapshot import MUTATING_ACTIONS, SnapshotNet
+from aegis.nets.snapshot import SnapshotNet
 from aegis.observer import select_observer
 from aegis.observer.api import Observer
 from aegis.observer.seccomp import RING_CAPACITY, RING_WAIT_MS, SeccompObserver, parse_allowed_network
@@ -275,16 +275,15 @@ class _Session:
         if self.observer is None:
             return
         while True:
-            batch = self.observer.drain(DRAIN_BATCH)
             # the root's exit is recorded from waitpid, with its status or signal
-            events = [e for e in batch if not (e.action == "ProcessExit" and e.pid == self.root_pid)]
-            if events:
-                self.ledger.append(events)
-                self.counts["events"] += len(events)
-                denials = [e for e in events if e.decision == "deny"]
+            batch = self.observer.drain_encoded(DRAIN_BATCH, skip_exit_of=self.root_pid)
+            if batch.segments:
+                self.ledger.append_encoded(batch.segments)
+                self.counts["events"] += batch.count
+                denials = [e for e in batch.notable if e.decision == "deny"]
                 self.counts["denied"] += len(denials)
                 self.denials.extend(denials)
-                self.mutated.update(e.resource for e in events if e.action in MUTATING_ACTIONS)
+                self.mutated.update(e.resource for e in batch.notable if e.action in MUTATING_ACTIONS)
             dropped = self.observer.take_dropped()
             if dropped:
                 self.counts["dropped"] += dropped
@@ -292,7 +291,7 @@ class _Session:
                                           session_id=self.session_id, principal=self.principal,
                                           source=self.observer.name, details={"count": dropped},
                                           reason="observation ring full")])
-            if len(batch) < DRAIN_BATCH:
+            if batch.taken < DRAIN_BATCH:
                 return
 
     def wait_root(self, pid: int, signals: _Signals) -> int:
