@@ -17,8 +17,14 @@
  * finds nothing there. Landlock forbids a sandboxed process any change of the
  * mount topology, so it cannot uncover them.
  *
+ * With a session cgroup (the fanotify observer's), the agent is born in it
+ * (clone3 with CLONE_INTO_CGROUP): moving it in afterwards through cgroup.procs
+ * waits for an RCU grace period, milliseconds of every session start.
+ *
  * Protocol over a SOCK_SEQPACKET socketpair ("control"), agent <-> parent:
- *   agent -> parent: the listener fd (SCM_RIGHTS), or a 4-byte errno if setup failed
+ *   agent -> parent: a 1-byte hello (1: born in the session cgroup, else 0) carrying
+ *                    the listener fd (SCM_RIGHTS) if there is one; or a 4-byte errno
+ *                    if setup failed
  *   parent -> agent: one "go" byte once the observer is serving (execve itself is notified)
  *   agent -> parent: a 4-byte errno if execve failed; EOF (close-on-exec) when it succeeded
  * and over a second one ("lifeline"), init -> parent: the agent's wait status
@@ -66,6 +72,12 @@
 #endif
 #ifndef CLONE_NEWNS
 #define CLONE_NEWNS 0x00020000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef __NR_clone3
+#define __NR_clone3 435
 #endif
 
 struct aegis_bpf {
@@ -178,26 +190,31 @@ static void child_fail(int control, int err)
     _exit(127);
 }
 
-static int send_fd(int sock, int fd)
+/* The agent's hello (see the protocol above); `listener` < 0: none attached. */
+static int send_hello(int sock, char in_cgroup, int listener)
 {
-    char byte = 'L';
-    struct iovec iov = {&byte, 1};
+    struct iovec iov = {&in_cgroup, 1};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } u;
     memset(&u, 0, sizeof(u));
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (listener >= 0) {
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof(u.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &listener, sizeof(int));
+    }
     return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -1 : 0;
 }
 
-/* Receives either an fd (returned) or a 4-byte errno from the child (-errno). */
-static int recv_fd(int sock)
+/* Receives the agent's hello (0, *listener -1 when none came with it) or its
+ * 4-byte errno (-errno). */
+static int recv_hello(int sock, int *listener, int *in_cgroup)
 {
     char data[sizeof(int)];
     struct iovec iov = {data, sizeof(data)};
@@ -213,13 +230,16 @@ static int recv_fd(int sock)
     if (n < 0)
         return -errno;
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-        int fd;
+    int fd = -1;
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
         memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-        return fd;
+    if (n == 1) {
+        *listener = fd;
+        *in_cgroup = data[0] == 1;
+        return 0;
     }
-    if (n == 1 && data[0] == 'N')
-        return -ENODATA; /* a filter without notifications: no listener */
+    if (fd >= 0)
+        close(fd);
     if (n == (ssize_t)sizeof(int)) {
         int err;
         memcpy(&err, data, sizeof(err));
@@ -228,8 +248,9 @@ static int recv_fd(int sock)
     return -ECHILD;
 }
 
-static void child(int control, pid_t parent, const char *file, char *const *argv, char *const *envp,
-                  const char *cwd, int ruleset_fd, unsigned restrict_flags, const struct aegis_bpf *bpf)
+static void child(int control, pid_t parent, int in_cgroup, const char *file, char *const *argv,
+                  char *const *envp, const char *cwd, int ruleset_fd, unsigned restrict_flags,
+                  const struct aegis_bpf *bpf)
 {
     /* Die with the init; and if it already died between fork and here, stop now. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
@@ -263,14 +284,10 @@ static void child(int control, pid_t parent, const char *file, char *const *argv
         listener = (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
     if (listener < 0)
         child_fail(control, errno);
-    if (!bpf->n_notify) {
-        if (write(control, "N", 1) != 1)
-            _exit(127);
-    } else {
-        if (send_fd(control, listener) < 0)
-            _exit(127);
+    if (send_hello(control, (char)in_cgroup, bpf->n_notify ? listener : -1) < 0)
+        _exit(127);
+    if (bpf->n_notify)
         close(listener);
-    }
     char go;
     ssize_t n;
     do
@@ -288,6 +305,35 @@ static void child(int control, pid_t parent, const char *file, char *const *argv
 static pid_t raw_clone(unsigned long flags)
 {
     return (pid_t)syscall(__NR_clone, flags | SIGCHLD, 0, 0, 0, 0);
+}
+
+/* The uapi struct clone_args up to .cgroup (CLONE_ARGS_SIZE_VER2), spelled out:
+ * <linux/sched.h> does not mix with glibc's <sched.h>. */
+struct clone_args_v2 {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size,
+        cgroup;
+};
+
+/* raw_clone(0), but the child is born in the cgroup of `cgroup_fd` (a directory fd)
+ * when there is one: clone3 with no stack forks like clone. *in_cgroup says
+ * whether it was (in the child too). Where clone3 cannot do it, a plain fork,
+ * left to the caller to move: no clone3 (before 5.3, or a seccomp profile that
+ * refuses it: ENOSYS), or none with a .cgroup field (5.3-5.6: E2BIG for the
+ * larger struct, EINVAL for the flag). Any other error (a cgroup that cannot
+ * take processes) fails. */
+static pid_t clone_into_cgroup(int cgroup_fd, int *in_cgroup)
+{
+    *in_cgroup = 0;
+    if (cgroup_fd >= 0) {
+        struct clone_args_v2 args = {
+            .flags = CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)cgroup_fd};
+        pid_t pid = (pid_t)syscall(__NR_clone3, &args, sizeof(args));
+        if (pid >= 0 || (errno != ENOSYS && errno != E2BIG && errno != EINVAL)) {
+            *in_cgroup = pid >= 0;
+            return pid;
+        }
+    }
+    return raw_clone(0);
 }
 
 /* Closes every descriptor above stdio except the `n` in `keep` (ascending). */
@@ -363,6 +409,7 @@ struct agent_spec {
     char *const *envp;
     const char *cwd;
     int ruleset_fd;
+    int cgroup_fd;           /* the session cgroup's directory, or -1 */
     unsigned restrict_flags;
     const struct aegis_bpf *bpf;
     const char *const *hidden;
@@ -386,14 +433,14 @@ static void session_init(int control, int lifeline, int containment, unsigned ui
         struct sigaction act = {.sa_handler = ignore ? SIG_IGN : SIG_DFL};
         sigaction(sig, &act, NULL);
     }
-    int keep[] = {control, lifeline, a->ruleset_fd};
-    for (int i = 1; i < 3; i++) /* ascending, for close_all_but */
+    int keep[] = {control, lifeline, a->ruleset_fd, a->cgroup_fd};
+    for (int i = 1; i < 4; i++) /* ascending, for close_all_but */
         for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
             int t = keep[j];
             keep[j] = keep[j - 1];
             keep[j - 1] = t;
         }
-    close_all_but(keep, 3);
+    close_all_but(keep, 4);
     if (containment == AEGIS_CONTAIN_USERNS_PIDNS && map_own_ids(uid, gid) < 0)
         child_fail(control, errno);
     if (containment != AEGIS_CONTAIN_NONE && hide_directories(a->hidden, a->n_hidden) < 0)
@@ -409,18 +456,24 @@ static void session_init(int control, int lifeline, int containment, unsigned ui
     if (sfd < 0)
         child_fail(control, errno);
     pid_t self = getpid();
-    pid_t agent = raw_clone(0);
+    int in_cgroup;
+    pid_t agent = clone_into_cgroup(a->cgroup_fd, &in_cgroup);
     if (agent < 0)
         child_fail(control, errno);
     if (agent == 0) {
         close(lifeline);
         close(sfd);
-        child(control, self, a->file, a->argv, a->envp, a->cwd, a->ruleset_fd, a->restrict_flags, a->bpf);
+        if (a->cgroup_fd >= 0)
+            close(a->cgroup_fd);
+        child(control, self, in_cgroup, a->file, a->argv, a->envp, a->cwd, a->ruleset_fd, a->restrict_flags,
+              a->bpf);
     }
     /* From here the parent hears only the agent on `control` (EOF after its execve). */
     close(control);
     if (a->ruleset_fd >= 0)
         close(a->ruleset_fd);
+    if (a->cgroup_fd >= 0)
+        close(a->cgroup_fd);
     struct pollfd p[2] = {{.fd = lifeline, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
     for (;;) {
         if (poll(p, 2, -1) < 0) {
@@ -444,14 +497,17 @@ static void session_init(int control, int lifeline, int containment, unsigned ui
 }
 
 /* Returns the session init's pid, with *listener_fd (-1 when the filter
- * notifies nothing), *control_fd and *lifeline_fd set; or -errno.
+ * notifies nothing), *control_fd, *lifeline_fd and *in_cgroup set; or -errno.
+ * `cgroup_fd` (or -1) is a cgroup v2 directory the agent is to be born in;
+ * *in_cgroup is 0 when it was not (no cgroup_fd, or a kernel without
+ * CLONE_INTO_CGROUP): the caller then moves it there itself.
  * `hidden` (existing directories) are hidden from the agent when there is a
  * namespace (containment other than AEGIS_CONTAIN_NONE).
  * The agent waits for aegis_spawn_release(control_fd) before it execs; its own
  * pid is the init's only child (/proc/INIT/task/INIT/children). */
 int aegis_spawn(const char *file, char *const *argv, char *const *envp, const char *cwd, int ruleset_fd,
-                const struct aegis_bpf *bpf, int containment, const char *const *hidden, size_t n_hidden,
-                int *listener_fd, int *control_fd, int *lifeline_fd)
+                int cgroup_fd, const struct aegis_bpf *bpf, int containment, const char *const *hidden,
+                size_t n_hidden, int *listener_fd, int *control_fd, int *lifeline_fd, int *in_cgroup)
 {
     /* Landlock ABI 7 logs denials to audit, but by default stops after the first
      * execve, i.e. for everything the agent runs: keep logging across exec so the
@@ -466,7 +522,7 @@ int aegis_spawn(const char *file, char *const *argv, char *const *envp, const ch
                                                                          : 0;
     if (containment < AEGIS_CONTAIN_NONE || containment > AEGIS_CONTAIN_USERNS_PIDNS)
         return -EINVAL;
-    struct agent_spec spec = {file, argv, envp, cwd, ruleset_fd, restrict_flags, bpf, hidden, n_hidden};
+    struct agent_spec spec = {file, argv, envp, cwd, ruleset_fd, cgroup_fd, restrict_flags, bpf, hidden, n_hidden};
     int sv[2], lv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
@@ -497,17 +553,14 @@ int aegis_spawn(const char *file, char *const *argv, char *const *envp, const ch
         close(lv[0]);
         return -err;
     }
-    int fd = recv_fd(sv[0]);
-    if (fd == -ENODATA)
-        fd = -1;
-    else if (fd < 0) {
+    int rc = recv_hello(sv[0], listener_fd, in_cgroup);
+    if (rc < 0) {
         close(sv[0]);
         close(lv[0]);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;
-        return fd;
+        return rc;
     }
-    *listener_fd = fd;
     *control_fd = sv[0];
     *lifeline_fd = lv[0];
     return pid;
@@ -546,9 +599,10 @@ struct aegis_bpf *aegis_bpf_build(const int *notify, size_t n_notify, const int 
 size_t aegis_bpf_length(const struct aegis_bpf *bpf) { (void)bpf; return 0; }
 void aegis_bpf_free(struct aegis_bpf *bpf) { (void)bpf; }
 int aegis_spawn(const char *file, char *const *argv, char *const *envp, const char *cwd, int ruleset_fd,
-                const struct aegis_bpf *bpf, int containment, const char *const *hidden, size_t n_hidden,
-                int *listener_fd, int *control_fd, int *lifeline_fd)
-{ (void)file; (void)argv; (void)envp; (void)cwd; (void)ruleset_fd; (void)bpf; (void)containment; (void)hidden;
-  (void)n_hidden; (void)listener_fd; (void)control_fd; (void)lifeline_fd; return -ENOSYS; }
+                int cgroup_fd, const struct aegis_bpf *bpf, int containment, const char *const *hidden,
+                size_t n_hidden, int *listener_fd, int *control_fd, int *lifeline_fd, int *in_cgroup)
+{ (void)file; (void)argv; (void)envp; (void)cwd; (void)ruleset_fd; (void)cgroup_fd; (void)bpf; (void)containment;
+  (void)hidden; (void)n_hidden; (void)listener_fd; (void)control_fd; (void)lifeline_fd; (void)in_cgroup;
+  return -ENOSYS; }
 int aegis_spawn_release(int control_fd) { (void)control_fd; return -ENOSYS; }
 #endif

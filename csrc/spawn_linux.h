@@ -32,8 +32,8 @@ void aegis_bpf_free(struct aegis_bpf *bpf);
 #define AEGIS_CONTAIN_USERNS_PIDNS 2 /* the same, owned by a new user namespace (own ids mapped) */
 
 int aegis_spawn(const char *file, char *const *argv, char *const *envp, const char *cwd, int ruleset_fd,
-                const struct aegis_bpf *bpf, int containment, const char *const *hidden, size_t n_hidden,
-                int *listener_fd, int *control_fd, int *lifeline_fd);
+                int cgroup_fd, const struct aegis_bpf *bpf, int containment, const char *const *hidden,
+                size_t n_hidden, int *listener_fd, int *control_fd, int *lifeline_fd, int *in_cgroup);
 int aegis_spawn_release(int control_fd);
 /* cffi:end */
 

@@ -99,8 +99,8 @@ def spawn_served(argv: list[str], cwd: Path) -> tuple[int, int, SeccompObserver,
     c_argv, c_env = ffi.new("char *[]", [*keep, ffi.NULL]), ffi.new("char *[]", [*env, ffi.NULL])
     listener, control, lifeline = ffi.new("int *", -1), ffi.new("int *", -1), ffi.new("int *", -1)
     bpf = build_filter(SeccompSpec(), notify=True, deny_datagram=False)
-    init = lib.aegis_spawn(os.fsencode(argv[0]), c_argv, c_env, os.fsencode(cwd), -1, bpf,
-                           lib.AEGIS_CONTAIN_NONE, ffi.NULL, 0, listener, control, lifeline)
+    init = lib.aegis_spawn(os.fsencode(argv[0]), c_argv, c_env, os.fsencode(cwd), -1, -1, bpf,
+                           lib.AEGIS_CONTAIN_NONE, ffi.NULL, 0, listener, control, lifeline, ffi.new("int *"))
     assert init > 0, os.strerror(-init)
     observer = SeccompObserver(listener[0], session_id="s", principal="p", policy_ids=[], table=None,
                                residual=lambda *_: (True, None, []), protected_paths=[])

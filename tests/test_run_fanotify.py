@@ -92,3 +92,15 @@ def test_running_from_inside_the_aegis_home_is_refused(tmp_path: Path, run_aegis
                      cwd=paths.config_dir("inside"))
     assert_one_line_error(proc)
     assert "cannot hide" in proc.stderr
+
+
+def test_the_agent_starts_in_the_session_cgroup(tmp_path: Path, run_aegis) -> None:
+    """Born there (clone3 CLONE_INTO_CGROUP), not moved in: its first instruction already
+    runs in the cgroup named after the session, which is gone once the session ended."""
+    create_config(paths.config_dir("born"), "born", "permit-all", tmp_path)
+    proc = run_aegis("run", "--config", "born", "--observer", "fanotify", "--", "cat", "/proc/self/cgroup",
+                     cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    session = open_ledger(load_config("born")).sessions()[-1]
+    assert f"0::/{fanotify.CGROUP_PARENT}/{session.id}" in proc.stdout.splitlines()
+    assert not (fanotify.cgroup2_root() / fanotify.CGROUP_PARENT / session.id).exists()

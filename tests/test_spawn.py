@@ -10,12 +10,15 @@ import os
 import struct
 import sys
 import time
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from support import alive
+from support import aegis_import_root, alive
 
 from aegis.native import ffi, lib
+from aegis.observer import fanotify
 from aegis.policy.seccomp import SeccompSpec
 from aegis.sandbox.linux import build_filter, children_of
 
@@ -33,7 +36,9 @@ class Spawned:
     agent: int     # the agent, the init's child
     listener: int
     lifeline: int
-    release: int   # what aegis_spawn_release returned
+    in_cgroup: int      # aegis_spawn's report: born in the cgroup of cgroup_fd
+    born_in: str        # the agent's /proc/PID/cgroup before its release, as it was born
+    release: int        # what aegis_spawn_release returned
 
     def wait(self) -> int:
         """The agent's exit code, as the init reports it; then hang up and reap the init."""
@@ -47,11 +52,12 @@ class Spawned:
 
 
 def spawn(argv: list[str], bpf, cwd: str | None = None, stdout_path: str | None = None,
-          containment: int = lib.AEGIS_CONTAIN_NONE, hidden: tuple[str, ...] = ()) -> Spawned:
+          containment: int = lib.AEGIS_CONTAIN_NONE, hidden: tuple[str, ...] = (), cgroup_fd: int = -1) -> Spawned:
     """Spawn through aegis_spawn with stdout redirected to a file."""
     c_argv, keep = cstrings(argv)
     c_env, keep_env = cstrings([f"{k}={v}" for k, v in os.environ.items()])
     listener, control, lifeline = ffi.new("int *", -1), ffi.new("int *", -1), ffi.new("int *", -1)
+    in_cgroup = ffi.new("int *", -1)
     saved = os.dup(1)
     if stdout_path:
         fd = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -59,21 +65,23 @@ def spawn(argv: list[str], bpf, cwd: str | None = None, stdout_path: str | None 
         os.close(fd)
     try:
         c_hidden, keep_hidden = cstrings(list(hidden))
-        init = lib.aegis_spawn(argv[0].encode(), c_argv, c_env, cwd.encode() if cwd else ffi.NULL, -1, bpf,
-                               containment, c_hidden, len(keep_hidden), listener, control, lifeline)
+        init = lib.aegis_spawn(argv[0].encode(), c_argv, c_env, cwd.encode() if cwd else ffi.NULL, -1, cgroup_fd,
+                               bpf, containment, c_hidden, len(keep_hidden), listener, control, lifeline, in_cgroup)
     finally:
         os.dup2(saved, 1)
         os.close(saved)
     assert init > 0, os.strerror(-init)
     agent = children_of(init)
     assert len(agent) == 1
-    return Spawned(init, agent[0], listener[0], lifeline[0], lib.aegis_spawn_release(control[0]))
+    born_in = Path(f"/proc/{agent[0]}/cgroup").read_text()
+    return Spawned(init, agent[0], listener[0], lifeline[0], in_cgroup[0], born_in,
+                   lib.aegis_spawn_release(control[0]))
 
 
 def test_filter_without_notifications_runs_the_command_with_no_listener(tmp_path) -> None:
     bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
     run = spawn(["/bin/sh", "-c", "pwd; exit 7"], bpf, cwd=str(tmp_path), stdout_path=str(tmp_path / "out"))
-    assert (run.listener, run.release) == (-1, 0)
+    assert (run.listener, run.release, run.in_cgroup) == (-1, 0, 0)  # no cgroup asked for
     assert run.wait() == 7
     assert (tmp_path / "out").read_text().strip() == str(tmp_path)  # cwd passed through
 
@@ -194,8 +202,8 @@ def test_without_a_namespace_the_init_only_collects_orphans(tmp_path) -> None:
 def test_containment_out_of_range_is_refused() -> None:
     bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
     argv, keep = cstrings(["/bin/true"])
-    fds = [ffi.new("int *", -1) for _ in range(3)]
-    assert lib.aegis_spawn(b"/bin/true", argv, argv, ffi.NULL, -1, bpf, 3, argv, 0, *fds) == -errno.EINVAL
+    fds = [ffi.new("int *", -1) for _ in range(4)]
+    assert lib.aegis_spawn(b"/bin/true", argv, argv, ffi.NULL, -1, -1, bpf, 3, argv, 0, *fds) == -errno.EINVAL
 
 
 @pytest.mark.parametrize("containment", [lib.AEGIS_CONTAIN_PIDNS, lib.AEGIS_CONTAIN_USERNS_PIDNS])
@@ -222,9 +230,75 @@ def test_a_directory_that_cannot_be_hidden_fails_the_spawn(tmp_path) -> None:
     bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
     argv, keep = cstrings(["/bin/true"])
     hidden, keep_hidden = cstrings([str(tmp_path / "missing")])
-    fds = [ffi.new("int *", -1) for _ in range(3)]
-    assert lib.aegis_spawn(b"/bin/true", argv, argv, ffi.NULL, -1, bpf, lib.AEGIS_CONTAIN_PIDNS, hidden, 1,
+    fds = [ffi.new("int *", -1) for _ in range(4)]
+    assert lib.aegis_spawn(b"/bin/true", argv, argv, ffi.NULL, -1, -1, bpf, lib.AEGIS_CONTAIN_PIDNS, hidden, 1,
                            *fds) == -errno.ENOENT
+
+
+needs_cgroup = pytest.mark.skipif(os.geteuid() != 0 or not fanotify.available(),
+                                  reason="a session cgroup needs root and a cgroup v2 mount")
+
+
+def unified(proc_cgroup: str) -> str:
+    """The cgroup v2 path in a /proc/PID/cgroup text (its "0::" line; hybrid hosts list v1 ones too)."""
+    return next(line[3:] for line in proc_cgroup.splitlines() if line.startswith("0::"))
+
+
+@pytest.fixture
+def session_cgroup():
+    """A session cgroup and a descriptor of its directory, as the fanotify session passes it."""
+    cgroup = fanotify.SessionCgroup(f"test-{uuid.uuid4().hex[:8]}")
+    fd = cgroup.open_directory()
+    try:
+        yield cgroup, fd
+    finally:
+        os.close(fd)
+        cgroup.remove()
+
+
+@needs_cgroup
+@pytest.mark.parametrize("containment", [lib.AEGIS_CONTAIN_NONE, lib.AEGIS_CONTAIN_PIDNS])
+def test_the_agent_is_born_in_the_session_cgroup(tmp_path, session_cgroup, containment) -> None:
+    """clone3 CLONE_INTO_CGROUP: in the cgroup before its release, with nothing written to
+    cgroup.procs; the init stays outside (the cgroup empties when the agent's tree ends)."""
+    cgroup, fd = session_cgroup
+    bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)
+    run = spawn(["/bin/cat", "/proc/self/cgroup"], bpf, stdout_path=str(tmp_path / "out"),
+                containment=containment, cgroup_fd=fd)
+    assert run.in_cgroup == 1
+    assert unified(run.born_in) == cgroup.relative
+    assert lib.aegis_pid_in_cgroup(run.init, cgroup.relative.encode()) == 0
+    assert run.wait() == 0
+    assert unified((tmp_path / "out").read_text()) == cgroup.relative  # its first instruction ran there
+    assert not cgroup.populated()
+
+
+# Spawns /bin/true into the cgroup (argv[1]) from under a filter that refuses clone3 with
+# ENOSYS, as container seccomp profiles do; prints the report and where the agent was born.
+NO_CLONE3 = """
+import os, sys
+from test_spawn import spawn, unified
+from aegis.policy.seccomp import SeccompSpec
+from aegis.sandbox.linux import build_filter
+fd = os.open(sys.argv[1], os.O_PATH | os.O_DIRECTORY)
+run = spawn(["/bin/true"], build_filter(SeccompSpec(), notify=False, deny_datagram=False), cgroup_fd=fd)
+run.wait()
+print(run.in_cgroup, unified(run.born_in))
+"""
+
+
+@needs_cgroup
+def test_without_clone3_the_agent_is_born_outside_and_the_report_says_so(tmp_path, session_cgroup,
+                                                                        monkeypatch) -> None:
+    """The fallback: a plain fork, and the caller (FanotifyObserver.attach) moves the agent."""
+    cgroup, _ = session_cgroup
+    bpf = build_filter(SeccompSpec(), notify=False, deny_datagram=False)  # clone3 -> ENOSYS
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([aegis_import_root(), str(Path(__file__).parent)]))
+    run = spawn([sys.executable, "-c", NO_CLONE3, str(cgroup.path)], bpf, stdout_path=str(tmp_path / "out"))
+    assert run.wait() == 0
+    report, born_in = (tmp_path / "out").read_text().split()
+    assert report == "0" and born_in != cgroup.relative
+    assert not cgroup.populated()
 
 
 @pytest.mark.parametrize(("base", "path", "expected"), [

@@ -7,9 +7,10 @@ cgroup and fills the same ring records as the seccomp observer. It observes only
 every record is an operation the kernel already allowed (Landlock and the
 seccomp supervisor enforce).
 
-Lifecycle, driven by the sandbox: ``FanotifyObserver(...)`` (marks placed, reader
-running) -> spawn the agent stopped before exec -> ``attach(pid)`` -> release it
--> ``drain`` until ``finished()`` -> ``stop()``.
+Lifecycle, driven by the sandbox: ``SessionCgroup(...)`` -> spawn the agent stopped
+before exec, born in that cgroup (``open_directory``) -> ``FanotifyObserver(cgroup=...)``
+(marks placed, reader running) -> ``attach(pid, in_cgroup=...)`` -> release it ->
+``drain`` until ``finished()`` -> ``stop()``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ class SessionCgroup:
 
     def add(self, pid: int) -> None:
         (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
+    def open_directory(self) -> int:
+        """A descriptor of the cgroup's directory, for a process to be born in it
+        (clone3 ``CLONE_INTO_CGROUP``, aegis_spawn) instead of moved in by ``add``,
+        which waits for an RCU grace period. The caller closes it."""
+        try:
+            return os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise AegisError(f"cannot open the session cgroup {self.path}: {exc.strerror}") from None
 
     def populated(self) -> bool:
         try:
@@ -182,9 +192,11 @@ class FanotifyObserver(Observer):
         self._attached = False
         self._tracked = 0
 
-    def attach(self, pid: int) -> None:
-        """Observe ``pid`` and its descendants; call before it runs the agent's code."""
-        self.cgroup.add(pid)
+    def attach(self, pid: int, *, in_cgroup: bool = False) -> None:
+        """Observe ``pid`` and its descendants; call before it runs the agent's code.
+        ``in_cgroup``: it was born in the session cgroup, and needs no moving there."""
+        if not in_cgroup:
+            self.cgroup.add(pid)
         lib.aegis_fan_membership_changed(self._handle)
         rc = lib.aegis_fan_track_pid(self._handle, pid)
         if rc == -errno.ENOSPC:

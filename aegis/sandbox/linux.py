@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aegis import paths
 from aegis.actions import MUTATING_ACTIONS, Action
@@ -51,6 +52,9 @@ from aegis.policy.seccomp import SeccompSpec, seccomp_spec
 from aegis.sandbox.capabilities import UNPRIVILEGED_ID, landlock_abi
 from aegis.sandbox.policy_cache import NET_PERMIT_ALL, NET_PERMIT_SOME, SessionPolicy, session_policy
 from aegis.sandbox.session import resolve_command
+
+if TYPE_CHECKING:
+    from aegis.observer.fanotify import SessionCgroup
 
 DRAIN_INTERVAL_S = 0.02        # how often the ring is drained while the agent runs
 DRAIN_BATCH = 4096             # events per ledger transaction
@@ -433,8 +437,10 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
     argv, _keep_argv = _cstrings(command)
     envp, _keep_env = _cstrings([f"{k}={v}" for k, v in (os.environ if env is None else env).items()])
     listener, control, lifeline = ffi.new("int *", -1), ffi.new("int *", -1), ffi.new("int *", -1)
+    in_cgroup = ffi.new("int *", 0)
     signals = _Signals()
     observer: Observer | None = None
+    cgroup: SessionCgroup | None = None
     session = _Session(ledger, None, session_id, config.name)
     ruleset_fd = -1
     harvester: DenialHarvester | None = None
@@ -442,8 +448,17 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
         harvester, snap = _completeness_nets(config, policy, session_id, snapshot)
         ruleset_fd = build_ruleset(policy, net, [r.port for r in net_rules if r.port])
         c_hidden, _keep_hidden = _cstrings(hidden)
-        init = lib.aegis_spawn(os.fsencode(exe), argv, envp, os.fsencode(os.getcwd()), ruleset_fd, bpf,
-                               contained, c_hidden, len(hidden), listener, control, lifeline)
+        if mechanism == "fanotify":
+            from aegis.observer.fanotify import SessionCgroup
+
+            cgroup = SessionCgroup(session_id)  # the agent is born in it: no migration to wait for
+        cgroup_fd = cgroup.open_directory() if cgroup is not None else -1
+        try:
+            init = lib.aegis_spawn(os.fsencode(exe), argv, envp, os.fsencode(os.getcwd()), ruleset_fd, cgroup_fd,
+                                   bpf, contained, c_hidden, len(hidden), listener, control, lifeline, in_cgroup)
+        finally:
+            if cgroup_fd >= 0:
+                os.close(cgroup_fd)
         if init < 0:
             raise AegisError(f"cannot start {command[0]}: {errno_name(init)} while setting up the sandbox")
         session.init_pid, session.lifeline = init, lifeline[0]
@@ -465,10 +480,10 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
                 from aegis.observer.fanotify import FanotifyObserver
                 from aegis.observer.pair import ObserverPair
 
-                supervisor = observer
-                observer = ObserverPair(FanotifyObserver(session_id=session_id, principal=config.name),
-                                        supervisor)
-                observer.recorder.attach(pid)  # into the session's cgroup while it waits before exec
+                recorder = FanotifyObserver(session_id=session_id, principal=config.name, cgroup=cgroup)
+                observer = ObserverPair(recorder, observer)
+                # while it waits before exec; moved into the cgroup on kernels that could not start it there
+                recorder.attach(pid, in_cgroup=bool(in_cgroup[0]))
             elif mechanism == "inotify":
                 from aegis.observer.inotify import InotifyObserver
 
@@ -521,6 +536,8 @@ def run_session(config: Config, command: Sequence[str], *, mode: str = "run",
         if observer is not None:
             observer.stop()
             session.flush()
+        if cgroup is not None:
+            cgroup.remove()  # the observer's once it exists (then already removed); before that, ours
         if harvester is not None and harvester.available:
             harvester.stop()  # stops its reader thread; the session is being abandoned
         if not session.ended:
