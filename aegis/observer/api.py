@@ -35,6 +35,11 @@ class Observer(ABC):
     def drain(self, max_events: int = 4096) -> list[Event]:
         """Observed events since the last call (at most ``max_events``), oldest first."""
 
+    def handoffs(self) -> int:
+        """How many times so far the agent waited for this observer's answer (0 for an
+        observer that never makes it wait)."""
+        return 0
+
     def ring_sources(self) -> list[RingSource] | None:
         """Takers of this observer's ring records for ``line_encoder``, or None when its
         observations must go through ``drain`` now."""

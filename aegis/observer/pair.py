@@ -29,6 +29,9 @@ class ObserverPair(Observer):
         events.sort(key=lambda e: e.ts_ns or 0)
         return events
 
+    def handoffs(self) -> int:
+        return self.supervisor.handoffs()
+
     def ring_sources(self) -> list[RingSource] | None:
         supervisor, recorder = self.supervisor.ring_sources(), self.recorder.ring_sources()
         return None if supervisor is None or recorder is None else supervisor + recorder

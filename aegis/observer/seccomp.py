@@ -226,6 +226,10 @@ class SeccompObserver(Observer):
     def finished(self) -> bool:
         return bool(self._handle is None or self._read_stats().finished)
 
+    def handoffs(self) -> int:
+        return int(self._final_stats.get("notifications", 0) if self._handle is None
+                   else self._read_stats().notifications)
+
     def stats(self) -> dict[str, int]:
         if self._handle is None:
             return dict(self._final_stats)

@@ -52,6 +52,7 @@ from aegis.policy.seccomp import SeccompSpec, seccomp_spec
 from aegis.sandbox.capabilities import UNPRIVILEGED_ID, landlock_abi
 from aegis.sandbox.policy_cache import NET_PERMIT_ALL, NET_PERMIT_SOME, SessionPolicy, session_policy
 from aegis.sandbox.session import resolve_command
+from aegis.sandbox.wake_latency import WakeLatency
 
 if TYPE_CHECKING:
     from aegis.observer.fanotify import SessionCgroup
@@ -269,6 +270,7 @@ class _Session:
         # for the completeness nets at session end: what the observer already explains
         self.denials: list[Event] = []
         self.mutated: set[str] = set()
+        self.wake = WakeLatency()
 
     def note(self, action: str, resource: str, **details: object) -> None:
         self.ledger.append([Event(action=action, resource=resource, decision="info",
@@ -304,8 +306,12 @@ class _Session:
         poller.register(self.lifeline, select.POLLIN)
         kill_at: float | None = None
         handled = 0
+        if self.observer is not None and self.observer.name == "seccomp":
+            self.wake.begin(time.monotonic())
         while not poller.poll(DRAIN_INTERVAL_S * 1000):
             self.flush()
+            if self.observer is not None:
+                self.wake.update(self.observer.handoffs(), time.monotonic())
             for signum in signals.received[handled:]:
                 handled += 1
                 if signum == signal.SIGINT and _terminal_shares_signals(pid):
@@ -314,14 +320,22 @@ class _Session:
                 kill_at = kill_at or time.monotonic() + INTERRUPT_GRACE_S
             if kill_at is not None and time.monotonic() >= kill_at:
                 os.kill(pid, signal.SIGKILL)
+        self.end_wake_latency()
         message = os.read(self.lifeline, 4)
         if len(message) != 4:
             raise AegisError("the session init ended before the agent (killed from outside?)")
         return struct.unpack("i", message)[0]
 
+    def end_wake_latency(self) -> None:
+        """Drop the low wake-up latency request (see aegis.sandbox.wake_latency); its time is counted."""
+        self.wake.release(time.monotonic())
+        if self.wake.held_s:
+            self.counts["low_latency_ms"] = round(self.wake.held_s * 1000)
+
     def end_init(self) -> None:
         """Hang up on the session init and reap it: with a PID namespace, whatever is
         still running in the session is killed by the kernel as the init exits."""
+        self.end_wake_latency()
         if self.lifeline >= 0:
             os.close(self.lifeline)
             self.lifeline = -1
