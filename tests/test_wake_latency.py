@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support import aegis_import_root
+
 from aegis.sandbox.wake_latency import BURST_PER_S, DEVICE, WakeLatency
-from tests.support import aegis_import_root
 
 
 def kernel_latency_limit() -> int:
