@@ -125,6 +125,20 @@ def test_for_abi_masks_and_reports() -> None:
     assert spec.for_abi(7).dropped == []
 
 
+def test_rights_granted_at_the_root_are_left_unhandled() -> None:
+    # the same ruleset without the walk to the root on every access
+    everything = spec_of("permit (principal, action, resource);").for_abi(7)
+    assert everything.handled_fs == 0 and everything.rules == [] and everything.scoped
+    reads = spec_of('permit (principal, action == Aegis::Action::"FileRead", resource);\n'
+                    'permit (principal, action == Aegis::Action::"FileWrite", resource) '
+                    'when { resource.path like "/w/*" };').for_abi(7)
+    assert not reads.handled_fs & FS_READ_FILE and reads.handled_fs & FS_WRITE_FILE
+    assert reads.rules and all(p != "/" and not a & FS_READ_FILE for p, a in reads.rules)
+    # with nothing else to handle (ABI 4: no scopes) the root rule stays, so there is still a domain
+    old = spec_of("permit (principal, action, resource);").for_abi(4)
+    assert old.handled_fs and old.rules == [("/", old.handled_fs)]
+
+
 def test_kernel_view_per_action() -> None:
     spec = spec_of('permit (principal, action == Aegis::Action::"FileRead", resource) '
                    'when { resource.path like "/srv/*" };')
