@@ -14,7 +14,9 @@ __all__ = ["Observer", "available_mechanisms", "select_observer"]
 
 # Preference order for ``observer.mode = "auto"``. fanotify is chosen by name only: it
 # leaves file decisions to Landlock, so denials are the kernel's (harvested from the
-# audit log) rather than the supervisor's, with the deciding policy id.
+# audit log) rather than the supervisor's, with the deciding policy id; and an attempt
+# on Aegis's own (hidden) directories fails without a record, where the supervisor
+# records it (tests/escape/test_toctou.py asks for that record). Even for permit-all.
 _AUTO_ORDER = ("seccomp", "inotify")
 
 
