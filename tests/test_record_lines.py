@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import aegis_import_root
 
 from aegis.ledger.canonical import encode_lines
 from aegis.ledger.model import KIND_EVENT
@@ -188,7 +189,7 @@ def test_a_wrapped_session_stores_what_the_python_way_would_have(tmp_path: Path)
     names = [b"plain.txt", b'quo"te', b"new\nline", b"bad\xffname", "caf\u00e9".encode()]
     for name in names:
         (project / os.fsdecode(name)).write_bytes(b"x")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": aegis_import_root()}
     run = subprocess.run([sys.executable, "-m", "aegis", "wrap", "--no-snapshot", "--name", "lines",
                           "--dir", str(project), "--", "cat", *[os.fsdecode(project / os.fsdecode(n)) for n in names]],
                          capture_output=True, env=env, cwd=project, check=False)
