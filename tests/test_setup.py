@@ -32,7 +32,9 @@ def test_setup_json_lists_every_probe_and_creates_home(run_aegis, aegis_home):
     data = json.loads(proc.stdout)
     names = [c["name"] for c in data["checks"]]
     assert names == ["kernel", "landlock", "seccomp-filter", "seccomp-user-notif", "seccomp-sync-wakeup",
-                     "user-namespaces", "fanotify", "cgroup-v2"]
+                     "wake-latency", "user-namespaces", "fanotify", "cgroup-v2"]
+    wake = next(c for c in data["checks"] if c["name"] == "wake-latency")
+    assert wake["ok"] == os.access("/dev/cpu_dma_latency", os.W_OK) and not wake["required"]
     landlock = next(c for c in data["checks"] if c["name"] == "landlock")
     abi = direct_landlock_abi()
     assert landlock["ok"] == (abi >= 1)
@@ -44,7 +46,7 @@ def test_setup_json_lists_every_probe_and_creates_home(run_aegis, aegis_home):
 def test_setup_text_has_one_line_per_probe(run_aegis):
     proc = run_aegis("setup")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("OK", "MISSING"))]
-    assert len(lines) == 8
+    assert len(lines) == 9
     assert "Kernel enforcement:" in proc.stdout
 
 

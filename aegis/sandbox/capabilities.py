@@ -67,6 +67,12 @@ def probe() -> list[Check]:
     ok, value = _answer(lib.aegis_probe_notif_sync_wakeup())
     checks.append(Check("seccomp-sync-wakeup", ok, value,
                         "faster supervisor hand-off (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)", "kernel >= 6.6"))
+    from aegis.sandbox.wake_latency import DEVICE
+
+    ok = os.access(DEVICE, os.W_OK)
+    checks.append(Check("wake-latency", ok, "writable" if ok else f"{DEVICE} not writable (needs root)",
+                        "quicker hand-offs during bursts of notified syscalls: idle CPUs poll instead of halting",
+                        "run as root; otherwise each hand-off may wait for a halted CPU to wake"))
     ok, value = _answer(lib.aegis_probe_userns(UNPRIVILEGED_ID, UNPRIVILEGED_ID))
     checks.append(Check("user-namespaces", ok, value,
                         "unprivileged sessions in their own PID and mount namespaces (nothing the agent starts "
