@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aegis.bench.workloads import Workload
 from aegis.errors import AegisError
+from aegis.ledger.canonical import FIELD_INDEX, decode_record
 
 OBSERVERS = ("seccomp", "fanotify", "inotify")
 STRACE_ARGS = ("-f", "-qq", "-y", "-e", "trace=file,process")
@@ -140,7 +141,8 @@ class WrapRunner(Runner):
 
 class FanotifyOnlyRunner(Runner):
     """The workload under the fanotify observer alone (cgroup, marks, reader thread,
-    ring drained in this process): the observer's cost without a session or ledger."""
+    ring drained and encoded as a session encodes it): the observer's cost without a
+    session or ledger."""
 
     def __init__(self) -> None:
         super().__init__("fanotify observer only")
@@ -162,7 +164,7 @@ class FanotifyOnlyRunner(Runner):
         # workload (whose stdin is then at end of file, as none of them reads it).
         start = time.perf_counter()
         observer = FanotifyObserver(session_id=f"bench-{uuid.uuid4().hex[:12]}")
-        seen: list[tuple[str, str]] = []
+        encoded: list[bytes] = []  # the records as a session encodes them (in C), read after the clock stops
         try:
             child = subprocess.Popen(["/bin/sh", "-c", 'read _; exec "$@"', "sh", *workload.argv],
                                      cwd=workload.cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -172,16 +174,17 @@ class FanotifyOnlyRunner(Runner):
             child.stdin.write(b"go\n")
             child.stdin.close()
             while not observer.finished():
-                seen.extend((e.action, e.resource) for e in observer.drain())
+                encoded.extend(lines for lines, _ in observer.drain_encoded().segments)
                 time.sleep(0.005)
-            seen.extend((e.action, e.resource) for e in observer.drain())
+            encoded.extend(lines for lines, _ in observer.drain_encoded().segments)
             code = child.wait()
         finally:
             observer.stop()
         elapsed = time.perf_counter() - start
         if code not in (0, 1):
             raise RunFailed(f"exit {code}")
-        self.seen[workload.name] = seen
+        records = (decode_record(line.decode()) for lines in encoded for line in lines.split(b"\n"))
+        self.seen[workload.name] = [(r[FIELD_INDEX["action"]], r[FIELD_INDEX["resource"]]) for r in records]
         return elapsed
 
 
