@@ -368,7 +368,7 @@ int aegis_lines_encode(struct aegis_lines *out, const struct aegis_lines_ctx *ct
                        size_t na, int origin_a, const struct aegis_record *b, size_t nb, int origin_b)
 {
     out->len = 0;
-    out->count = out->denied = 0;
+    out->count = 0;
     out->n_notable = 0;
     size_t fixed = fixed_room(ctx);
     size_t i = 0, j = 0;
@@ -379,7 +379,7 @@ int aegis_lines_encode(struct aegis_lines *out, const struct aegis_lines_ctx *ct
         int origin = take_a ? origin_a : origin_b;
         if (rec->action < 0 || (size_t)rec->action >= ctx->n_actions || !ctx->actions[rec->action]) {
             out->len = 0;
-            out->count = out->denied = 0;
+            out->count = 0;
             out->n_notable = 0;
             return -EINVAL;
         }
@@ -394,7 +394,6 @@ int aegis_lines_encode(struct aegis_lines *out, const struct aegis_lines_ctx *ct
             put(out, "\n", 1);
         int denied = put_record(out, ctx, rec, origin);
         out->count++;
-        out->denied += (uint32_t)denied;
         if ((denied || mutating(rec->action)) && keep_notable(out, rec, origin) < 0)
             return -ENOMEM;
     }

@@ -50,7 +50,6 @@ struct aegis_lines {
     char *buf;                        /* records, one per line, no newline after the last */
     size_t len, cap;
     uint32_t count;                   /* records in buf */
-    uint32_t denied;                  /* of which decisions "deny" */
     struct aegis_record *notable;     /* copies of the denied and mutating (FileWrite,
                                        * FileDelete, DirCreate) records, for the session */
     int32_t *notable_origin;

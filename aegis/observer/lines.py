@@ -70,10 +70,6 @@ class EncodedBatch:
     def count(self) -> int:
         return sum(n for _, n in self.segments)
 
-    @property
-    def denied(self) -> int:
-        return sum(e.decision == "deny" for e in self.notable)
-
 
 # Takes up to n records from one observer's ring.
 RingSource = Callable[[int], RecordBatch]
