@@ -36,7 +36,7 @@ def records():
         ffi.memmove(rec.path, path, len(path))
         rec.path_len = len(path)
         if spawn:
-            argv = b"grep\0-r\0TODO\0."
+            argv = b"grep\0-r\0needle\0."
             ffi.memmove(rec.extra, argv, len(argv))
             rec.extra_len = len(argv)
     return array
