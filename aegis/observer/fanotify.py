@@ -27,16 +27,7 @@ from aegis.ledger import Event
 from aegis.native import errno_name, ffi, lib
 from aegis.observer.api import Observer
 from aegis.observer.lines import ACTION_NAMES, MASK_NAMES, ORIGIN_FANOTIFY, LineEncoder, RingSource
-from aegis.observer.records import (
-    EXE_AT,
-    EXE_MAX,
-    EXTRA_AT,
-    EXTRA_TRUNCATED,
-    HEADER,
-    PATH_AT,
-    PATH_TRUNCATED,
-    RecordRing,
-)
+from aegis.observer.records import EXE_AT, EXE_MAX, HEADER, PATH_AT, PATH_TRUNCATED, RecordRing, add_argv
 
 RING_CAPACITY = 8192
 ATTACH_WAIT_S = 1.0
@@ -138,10 +129,7 @@ class FanotifyRecords:
         if truncated & PATH_TRUNCATED:
             details["path_truncated"] = True
         if action == Action.ProcessSpawn:
-            extra = raw[at + EXTRA_AT: at + EXTRA_AT + extra_len]
-            details["argv"] = [os.fsdecode(a) for a in extra.split(b"\0")] if extra_len else []
-            if truncated & EXTRA_TRUNCATED:
-                details["argv_truncated"] = True
+            add_argv(details, raw, at, extra_len, truncated)
         return Event(action=ACTION_NAMES[action], resource=os.fsdecode(path), decision="allow",
                      session_id=self.session_id, principal=self.principal, pid=pid, ppid=ppid,
                      executable=os.fsdecode(exe[: exe.find(b"\0")]), source="fanotify", details=details,

@@ -39,6 +39,16 @@ class RecordBatch:
     convert: Callable[[bytes, int], Event]
 
 
+def add_argv(details: dict[str, object], data: bytes, at: int, extra_len: int, truncated: int) -> None:
+    """A ProcessSpawn record's argv (NUL-separated in ``extra``) into ``details``, as
+    both observers word it."""
+    start = at + EXTRA_AT
+    argv = data[start:start + extra_len].split(b"\0") if extra_len else []
+    details["argv"] = [a.decode("utf-8", "surrogateescape") for a in argv]
+    if truncated & EXTRA_TRUNCATED:
+        details["argv_truncated"] = True
+
+
 class RecordRing:
     """A ring of ``capacity`` records (a power of two) and the batch buffer to drain it."""
 

@@ -33,12 +33,11 @@ from aegis.observer.lines import (
 from aegis.observer.records import (
     EXE_AT,
     EXE_MAX,
-    EXTRA_AT,
-    EXTRA_TRUNCATED,
     HEADER,
     PATH_AT,
     PATH_TRUNCATED,
     RecordRing,
+    add_argv,
 )
 from aegis.policy.seccomp import SeccompSpec
 
@@ -117,11 +116,7 @@ class SupervisorRecords:
             executable = self.exe_names[raw_exe] = raw_exe.decode("utf-8", "surrogateescape")
         details: dict[str, object] = {"path_truncated": True} if truncated & PATH_TRUNCATED else {}
         if action == "ProcessSpawn":
-            start = at + EXTRA_AT
-            argv = data[start:start + extra_len].split(b"\0") if extra_len else []
-            details["argv"] = [a.decode("utf-8", "surrogateescape") for a in argv]
-            if truncated & EXTRA_TRUNCATED:
-                details["argv_truncated"] = True
+            add_argv(details, data, at, extra_len, truncated)
         elif action == "ProcessExit":  # not a decision: the process is leaving
             details["exit_code"] = arg
             return Event(action, executable, "info", self.session_id, self.principal, pid, ppid, executable,
