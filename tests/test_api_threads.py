@@ -13,6 +13,7 @@ from pathlib import Path
 from support import aegis_import_root
 
 import aegis
+from aegis.ledger.ledger import Ledger as FileLedger
 
 THREADS = 6
 BATCHES = 20
@@ -92,3 +93,21 @@ def test_concurrent_sandbox_runs_and_appends_form_one_chain(tmp_path: Path) -> N
         assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
         assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:], strict=False))
         assert ledger.verify().ok
+
+
+def test_a_query_left_half_read_does_not_lock_out_writes(tmp_path: Path) -> None:
+    """An iteration paused between batches holds no read transaction: appending on
+    its connection after another connection (here, as if another process) wrote
+    used to fail at once with "database is locked": SQLite refuses to upgrade a
+    stale read to a write, without waiting."""
+    path = tmp_path / "ledger.db"
+    with aegis.Ledger.open(path) as ledger, FileLedger.open(path) as other_connection:
+        ledger.append([aegis.Event(action="ToolCall", resource=f"r{i}", decision="allow") for i in range(2500)])
+        entries = ledger.query()
+        first = next(entries)
+        other_connection.append([aegis.Event(action="ToolCall", resource="other", decision="deny")])
+        assert ledger.record("ToolCall", "mine", "allow") == 2502
+        rest = list(entries)
+        assert [e.seq for e in (first, *rest)] == list(range(1, 2501))  # the entries as of the call
+        assert [e.resource for e in ledger.query(last=2)] == ["other", "mine"]
+        assert [e.seq for e in ledger.query(last=3, decision="allow")] == [2499, 2500, 2502]

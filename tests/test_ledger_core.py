@@ -382,3 +382,23 @@ def test_open_ledger_by_config_name(aegis_home: Path, tmp_path: Path) -> None:
     with open_ledger(load_config("demo")) as ledger:
         ledger.append(file_events(1))
         assert json.loads(json.dumps(next(ledger.query()).to_dict()))["principal"] == "demo"
+
+
+def test_queries_over_several_batches_link_each_entry_to_the_one_before(tmp_path: Path) -> None:
+    """Queries read 1,000 entries a batch: across batch boundaries, after a filter's
+    gaps and from where ``last`` starts, every entry's prev_hash is the hash of the
+    entry numbered one less, and ``last`` counts only matching entries."""
+    with Ledger.open(tmp_path / "l.db") as ledger:
+        ledger.append([Event(action="ToolCall", resource=f"r{i}", decision="deny" if i % 7 == 0 else "allow")
+                       for i in range(2500)])
+        everything = list(ledger.query())
+        assert [e.seq for e in everything] == list(range(1, 2501))
+        hash_of = {e.seq: e.hash for e in everything}
+        hash_of[0] = "00" * 32
+        for entries in (everything, list(ledger.query(decision="deny")), list(ledger.query(last=1500)),
+                        list(ledger.query(last=200, decision="deny")), list(ledger.query(after_seq=999))):
+            assert entries and all(e.prev_hash == hash_of[e.seq - 1] for e in entries)
+        denied = [e.seq for e in everything if e.decision == "deny"]
+        assert [e.seq for e in ledger.query(last=200, decision="deny")] == denied[-200:]
+        assert [e.seq for e in ledger.query(last=1500)] == list(range(1001, 2501))
+        assert [e.seq for e in ledger.query(last=5000, decision="deny")] == denied

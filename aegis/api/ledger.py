@@ -80,8 +80,8 @@ class Ledger:
     """One audit ledger. Open it with ``Ledger.open``; close it (or use ``with``).
 
     Thread safety: every method may be called from any thread at the same time.
-    ``query`` iterators read lazily; an iterator running while another thread
-    appends may or may not include the new entries (never a partial one).
+    ``query`` iterators read lazily, in batches, the matching entries that existed
+    when ``query`` was called; one left half read never stops a write.
     """
 
     def __init__(self, ledger: _FileLedger) -> None:

@@ -42,7 +42,7 @@ from aegis.ledger.model import (
 from aegis.ledger.query import SELECT_ENTRIES, EntryFilter, EntryReader, iter_entries
 from aegis.ledger.sessions import fold_sessions, owner_of, process_alive, process_token
 from aegis.ledger.signing import PRIVATE_KEY_FILE, VERIFIER_KEY_FILE, NoteSigner, NoteVerifier
-from aegis.ledger.storage import BOOKKEEPING, HASH, KIND, field_sql
+from aegis.ledger.storage import BOOKKEEPING, HASH, KIND, LAST_SEQ, field_sql
 from aegis.ledger.verify import read_checkpoints, verify_ledger
 
 DECISIONS = ("allow", "deny", "info")
@@ -209,7 +209,8 @@ class Ledger:
         """Mark sessions whose owning process died without ending them as interrupted."""
         def abandoned() -> list[Entry]:
             rows = self._conn.execute(_OPEN_SESSIONS).fetchall()
-            return [e for e in map(EntryReader(self._conn).entry, rows) if not process_alive(*owner_of(e))]
+            reader = EntryReader(self._conn)
+            return [e for e in reader.entries(rows, reader.look_up_gaps(rows)) if not process_alive(*owner_of(e))]
 
         with self._lock:
             if not abandoned():
@@ -251,7 +252,7 @@ class Ledger:
         entry_filter = EntryFilter(last=last, action=action, decision=decision, since_ns=since_ns,
                                    until_ns=until_ns, session=session, path_glob=path_glob,
                                    after_seq=after_seq, kind=kind)
-        return iter_entries(self._conn, self.path, entry_filter)
+        return iter_entries(self._conn, self._lock, self.path, entry_filter)
 
     def sessions(self) -> list[Session]:
         return fold_sessions(self.query(kind=KIND_SESSION))
@@ -268,7 +269,8 @@ class Ledger:
                 for e in self.query(kind=KIND_POLICY)]
 
     def size(self) -> int:
-        return self._conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+        with self._lock:
+            return self._conn.execute(LAST_SEQ).fetchone()[0]
 
     def verify(self, *, since_checkpoint: bool = False) -> VerifyResult:
         """Check the chain and every signed checkpoint. With ``since_checkpoint``, the

@@ -46,6 +46,8 @@ BOOKKEEPING = f"{KIND} != '{KIND_EVENT}'"
 # The hash column as bytes, whatever a tamperer stored in it (text that is not
 # UTF-8 would fail to read as a Python str).
 HASH = "CAST(hash AS BLOB)"
+# The sequence number of the newest entry, 0 when there is none.
+LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM entries"
 
 # An entry is its record and its chain hash (32 bytes), which covers the hash of
 # the entry before it: the previous hash is read from that entry, not stored twice.

@@ -23,7 +23,7 @@ from aegis.ledger.chain import GENESIS, check_entries
 from aegis.ledger.checkpoints import StoredNote, file_notes, ledger_notes
 from aegis.ledger.model import Checkpoint, VerifyResult
 from aegis.ledger.signing import CheckpointBody, NoteVerifier
-from aegis.ledger.storage import HASH, entries_table_intact
+from aegis.ledger.storage import HASH, LAST_SEQ, entries_table_intact
 
 BATCH = 50_000
 
@@ -189,7 +189,7 @@ def verify_ledger(conn: sqlite3.Connection, *, verifier: NoteVerifier | None, or
         if not entries_table_intact(conn):
             return VerifyResult(0, 0, 1, "hash mismatch", "the entries table was redefined: it no longer "
                                 "holds exactly the hashed records and their hashes")
-        last_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+        last_seq = conn.execute(LAST_SEQ).fetchone()[0]
         note_problems, start = [], _Chain()
         for note in notes:
             good, problem = _check_note(conn, note, verifier, origin, last_seq)
