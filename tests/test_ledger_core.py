@@ -402,3 +402,6 @@ def test_queries_over_several_batches_link_each_entry_to_the_one_before(tmp_path
         assert [e.seq for e in ledger.query(last=200, decision="deny")] == denied[-200:]
         assert [e.seq for e in ledger.query(last=1500)] == list(range(1001, 2501))
         assert [e.seq for e in ledger.query(last=5000, decision="deny")] == denied
+        assert list(ledger.query(last=0)) == []
+        with pytest.raises(AegisError, match="last must be 0 or more, got -1"):
+            ledger.query(last=-1)

@@ -249,6 +249,8 @@ class Ledger:
               path_glob: str | None = None, after_seq: int | None = None, kind: str | None = None
               ) -> Iterator[Entry]:
         """Matching entries, ascending seq; ``last`` keeps the newest N of them."""
+        if last is not None and last < 0:
+            raise AegisError(f"{self.path}: last must be 0 or more, got {last}")
         entry_filter = EntryFilter(last=last, action=action, decision=decision, since_ns=since_ns,
                                    until_ns=until_ns, session=session, path_glob=path_glob,
                                    after_seq=after_seq, kind=kind)
