@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from aegis.config import Config, load_config
 from aegis.errors import AegisError
+from aegis.observer import auto_choice
 from aegis.policy.engine import PolicyEngine, PolicyError
 from aegis.report.collect import utc
 from aegis.sandbox import capabilities
@@ -161,16 +162,9 @@ def check_capabilities(config: Config) -> tuple[StatusItem, StatusItem]:
         )
     seccomp, fanotify = checks["seccomp-user-notif"].ok, checks["fanotify"].ok
     mode = config.observer
-    available = {
-        "seccomp": seccomp,
-        "fanotify": fanotify,
-        "inotify": True,
-        "none": True,
-        "auto": seccomp or fanotify,
-    }[mode]
-    chosen = (
-        mode if mode != "auto" else ("fanotify" if fanotify and capabilities.is_privileged() else "seccomp")
-    )
+    mechanisms = {"seccomp": seccomp, "fanotify": fanotify, "inotify": True}
+    available = {**mechanisms, "none": True, "auto": True}[mode]
+    chosen = auto_choice(mechanisms.__getitem__) if mode == "auto" else mode
     data = {"mode": mode, "seccomp": seccomp, "fanotify": fanotify}
     if mode == "none":
         observer = StatusItem("observer", WARN, "observer.mode is 'none': actions are not observed", data)

@@ -117,3 +117,16 @@ def test_large_ledger_takes_the_checkpoint_fast_path(demo: Config, monkeypatch) 
     got = by_name(config_status("demo"))
     assert got["ledger"].level == OK and got["ledger"].data["scope"] == "since-checkpoint"
     assert got["ledger"].data["trusted_entries"] > 0
+
+
+def test_status_names_the_observer_an_auto_session_then_runs_with(demo: Config, run_aegis) -> None:
+    """`aegis status` answers "auto (would use X)" by the same choice `aegis run`
+    makes: X is what the next real session records as its observer."""
+    assert demo.observer == "auto"
+    observer = {i.name: i for i in config_status("demo")}["observer"]
+    assert observer.level == OK
+    proc = run_aegis("run", "--config", "demo", "--", "true", cwd=demo.directory)
+    assert proc.returncode == 0, proc.stderr
+    with open_ledger(demo) as ledger:
+        ran = ledger.sessions()[-1].observer
+    assert observer.summary == f"auto (would use {ran})"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from aegis.errors import AegisError
 from aegis.observer.api import Observer
 
-__all__ = ["Observer", "available_mechanisms", "select_observer"]
+__all__ = ["Observer", "auto_choice", "available_mechanisms", "select_observer"]
 
 # Preference order for ``observer.mode = "auto"``. fanotify is chosen by name only: it
 # leaves file decisions to Landlock, so denials are the kernel's (harvested from the
@@ -38,11 +38,17 @@ def available_mechanisms() -> dict[str, bool]:
     return {name: probe() for name, probe in _probes().items()}
 
 
+def auto_choice(available: Callable[[str], bool]) -> str:
+    """The mechanism ``auto`` runs with, given whether a mechanism is available here
+    (asked in preference order, only as far as needed)."""
+    return next(name for name in _AUTO_ORDER if available(name))
+
+
 def select_observer(mode: str) -> str:
     """The mechanism for config ``observer.mode`` ``mode``; raises AegisError if unavailable."""
     probes = _probes()
     if mode == "auto":
-        return next(name for name in _AUTO_ORDER if probes[name]())
+        return auto_choice(lambda name: probes[name]())
     if mode not in probes:
         raise AegisError(f"observer mode {mode!r} is not supported by `aegis run` on this machine "
                          f"(supported: auto, {', '.join(probes)})")
